@@ -1,0 +1,81 @@
+"""SQL for the audit triggers: statement-level, set-based, one INSERT per statement.
+
+Statement-level triggers with transition tables see every row a statement touched — ORM saves,
+queryset updates, bulk_create and COPY alike — so no change to money or status escapes the trail,
+and a 100,000-row statement costs one extra INSERT … SELECT, not 100,000 trigger calls.
+Values are stored as JSON strings so amounts stay exact (a JSON number would come back a float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_ACTOR = """
+    coalesce(nullif(current_setting('ledgerflow.actor_type', true), ''), 'system'),
+    coalesce(current_setting('ledgerflow.actor_id', true), ''),
+    coalesce(nullif(current_setting('ledgerflow.actor_label', true), ''), 'unattributed'),
+"""
+_REASON = "coalesce(current_setting('ledgerflow.reason', true), '')"
+_COLUMNS = (
+    "tenant_id, occurred_at, actor_type, actor_id, actor_label, action, object_type, object_id,"
+    " old_values, new_values, reason"
+)
+
+
+def _json(alias: str, columns: Sequence[str]) -> str:
+    pairs = ", ".join(f"'{column}', {alias}.{column}::text" for column in columns)
+    return f"jsonb_build_object({pairs})"
+
+
+def _function(name: str, body: str) -> str:
+    return (
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN\n{body}\nRETURN NULL;\nEND $$;\n"
+    )
+
+
+def audit_trigger_sql(*, table: str, object_type: str, columns: Sequence[str]) -> tuple[str, str]:
+    """(forward, reverse) SQL installing insert/update/delete audit triggers on `table`.
+
+    An update is recorded only for rows where one of `columns` changed.
+    """
+    changed = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in columns)
+    bodies = {
+        "ins": (
+            "INSERT",
+            "NEW TABLE AS new_rows",
+            f"INSERT INTO audit_event ({_COLUMNS}) SELECT n.tenant_id, now(), {_ACTOR} 'created', "
+            f"'{object_type}', n.id, NULL, {_json('n', columns)}, {_REASON} FROM new_rows n;",
+        ),
+        "upd": (
+            "UPDATE",
+            "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            f"INSERT INTO audit_event ({_COLUMNS}) SELECT n.tenant_id, now(), {_ACTOR} 'updated', "
+            f"'{object_type}', n.id, {_json('o', columns)}, {_json('n', columns)}, {_REASON} "
+            f"FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE {changed};",
+        ),
+        "del": (
+            "DELETE",
+            "OLD TABLE AS old_rows",
+            f"INSERT INTO audit_event ({_COLUMNS}) SELECT o.tenant_id, now(), {_ACTOR} 'deleted', "
+            f"'{object_type}', o.id, {_json('o', columns)}, NULL, {_REASON} FROM old_rows o;",
+        ),
+    }
+    forward, reverse = [], []
+    for suffix, (event, referencing, body) in bodies.items():
+        name = f"audit_{table}_{suffix}"
+        forward.append(_function(name, body))
+        forward.append(
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {name}();"
+        )
+        reverse.append(f"DROP TRIGGER IF EXISTS {name} ON {table}; DROP FUNCTION IF EXISTS {name}();")
+    return "\n".join(forward), "\n".join(reverse)
+
+
+def audit_trigger_operation(*, table: str, object_type: str, columns: Sequence[str]):
+    """A migration operation installing the triggers (columns are frozen in the migration)."""
+    from django.db import migrations
+
+    forward, reverse = audit_trigger_sql(table=table, object_type=object_type, columns=columns)
+    return migrations.RunSQL(forward, reverse)

@@ -1,0 +1,236 @@
+"""REST API for customers, subscriptions, charges and payments. Thin: validate, call a service, serialize."""
+
+from __future__ import annotations
+
+import django_filters
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from billing import services
+from billing.lifecycle import CancellationSource, PaymentStatus
+from billing.models import Charge, Customer, Payment, Subscription
+from core.api.serializers import (
+    AmountField,
+    CurrencyField,
+    JSONObjectField,
+    QuantityField,
+    RateField,
+    StrictModelSerializer,
+    StrictSerializer,
+    TenantScopedPrimaryKeyRelatedField,
+    UnitAmountField,
+    check_amounts,
+)
+from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
+
+
+# --- Customers ----------------------------------------------------------------------------------
+class CustomerSerializer(StrictModelSerializer):
+    currency = CurrencyField()
+
+    class Meta:
+        model = Customer
+        fields = [
+            "id", "external_ref", "name", "email", "currency", "address_line1", "address_line2",
+            "city", "postal_code", "country", "is_active", "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        # Uniqueness is checked by the database constraint (answered as 409), not a racy pre-query.
+        validators = []
+
+    def validate_external_ref(self, value):
+        request = self.context["request"]
+        clash = Customer.objects.filter(tenant=request.tenant, external_ref=value).exclude(pk=getattr(self.instance, "pk", None))
+        if value and clash.exists():
+            raise serializers.ValidationError("A customer with this external reference exists.", code="unique")
+        return value
+
+
+class CustomerFilter(django_filters.FilterSet):
+    externalRef = django_filters.CharFilter(field_name="external_ref")  # noqa: N815
+    isActive = django_filters.BooleanFilter(field_name="is_active")  # noqa: N815
+    currency = django_filters.CharFilter()
+
+    class Meta:
+        model = Customer
+        fields = []
+
+
+class CustomerViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+    TenantScopedViewSet,
+):
+    queryset = Customer.objects.all()
+    serializer_class = CustomerSerializer
+    filterset_class = CustomerFilter
+
+    def perform_create(self, serializer):
+        serializer.instance = services.customer_create(tenant=self.request.tenant, actor=self.actor, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.customer_update(customer=serializer.instance, actor=self.actor, **serializer.validated_data)
+
+
+# --- Subscriptions ------------------------------------------------------------------------------
+class SubscriptionSerializer(StrictModelSerializer):
+    customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
+    currency = CurrencyField()
+    unit_price = UnitAmountField()
+    quantity = QuantityField(required=False)
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "id", "customer", "plan_name", "unit_price", "quantity", "currency", "billing_cadence", "status",
+            "started_on", "cancelled_at", "cancellation_source", "created_at",
+        ]
+        read_only_fields = ["id", "status", "cancelled_at", "cancellation_source", "created_at"]
+
+
+class SubscriptionCancelSerializer(StrictSerializer):
+    source = serializers.ChoiceField(choices=CancellationSource.choices, default=CancellationSource.API)
+    cancelled_at = serializers.DateTimeField(required=False)
+
+    def validate_cancelled_at(self, value):
+        if value > timezone.now():
+            raise serializers.ValidationError("A cancellation cannot be in the future.")
+        return value
+
+
+class SubscriptionFilter(django_filters.FilterSet):
+    customer = django_filters.NumberFilter(field_name="customer_id")
+    status = django_filters.ChoiceFilter(choices=Subscription._meta.get_field("status").choices)
+
+    class Meta:
+        model = Subscription
+        fields = []
+
+
+class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+    queryset = Subscription.objects.all()
+    serializer_class = SubscriptionSerializer
+    filterset_class = SubscriptionFilter
+
+    def perform_create_service(self, data):
+        return services.subscription_create(tenant=self.request.tenant, actor=self.actor, **data)
+
+    @extend_schema(request=SubscriptionCancelSerializer, responses=SubscriptionSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        subscription = self.get_object()
+        body = SubscriptionCancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        subscription = services.subscription_cancel(
+            subscription=subscription,
+            actor=self.actor,
+            source=body.validated_data["source"],
+            cancelled_at=body.validated_data.get("cancelled_at"),
+        )
+        return Response(SubscriptionSerializer(subscription, context=self.get_serializer_context()).data)
+
+
+# --- Charges ------------------------------------------------------------------------------------
+class ChargeSerializer(StrictModelSerializer):
+    customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
+    subscription = TenantScopedPrimaryKeyRelatedField(queryset=Subscription.objects.all(), required=False, allow_null=True)
+    currency = CurrencyField()
+    quantity = QuantityField(required=False)
+    unit_amount = UnitAmountField()
+    tax_rate = RateField(required=False, allow_null=True)
+    details = JSONObjectField(required=False)
+
+    class Meta:
+        model = Charge
+        fields = [
+            "id", "customer", "subscription", "description", "quantity", "unit_amount", "currency", "tax_rate",
+            "occurred_at", "details", "invoice", "created_at",
+        ]
+        read_only_fields = ["id", "invoice", "created_at"]
+
+
+class ChargeFilter(django_filters.FilterSet):
+    customer = django_filters.NumberFilter(field_name="customer_id")
+    subscription = django_filters.NumberFilter(field_name="subscription_id")
+    billed = django_filters.BooleanFilter(field_name="invoice", lookup_expr="isnull", exclude=True)
+    occurredFrom = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")  # noqa: N815
+    occurredTo = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")  # noqa: N815
+
+    class Meta:
+        model = Charge
+        fields = []
+
+
+class ChargeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+    queryset = Charge.objects.all()
+    serializer_class = ChargeSerializer
+    filterset_class = ChargeFilter
+
+    def perform_create_service(self, data):
+        return services.charge_create(tenant=self.request.tenant, actor=self.actor, **data)
+
+
+# --- Payments -----------------------------------------------------------------------------------
+def _invoice_queryset():
+    from invoicing.models import Invoice
+
+    return Invoice.objects.all()
+
+
+class PaymentSerializer(StrictModelSerializer):
+    customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
+    invoice = TenantScopedPrimaryKeyRelatedField(queryset=_invoice_queryset(), required=False, allow_null=True)
+    currency = CurrencyField()
+    amount = AmountField(positive=True)
+
+    class Meta:
+        model = Payment
+        fields = [
+            "id", "customer", "invoice", "method", "amount", "currency", "status", "rail_transaction_id",
+            "reference", "failure_reason", "initiated_at", "processing_at", "completed_at", "failed_at",
+        ]
+        read_only_fields = ["id", "status", "failure_reason", "initiated_at", "processing_at", "completed_at", "failed_at"]
+        validators = []
+
+    def validate(self, attrs):
+        check_amounts(attrs, attrs.get("currency"), "amount")
+        return attrs
+
+
+class PaymentTransitionSerializer(StrictSerializer):
+    status = serializers.ChoiceField(choices=PaymentStatus.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class PaymentFilter(django_filters.FilterSet):
+    customer = django_filters.NumberFilter(field_name="customer_id")
+    invoice = django_filters.NumberFilter(field_name="invoice_id")
+    status = django_filters.ChoiceFilter(choices=PaymentStatus.choices)
+    method = django_filters.ChoiceFilter(choices=Payment._meta.get_field("method").choices)
+
+    class Meta:
+        model = Payment
+        fields = []
+
+
+class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+    queryset = Payment.objects.all()
+    serializer_class = PaymentSerializer
+    filterset_class = PaymentFilter
+
+    def perform_create_service(self, data):
+        return services.payment_create(tenant=self.request.tenant, actor=self.actor, **data)
+
+    @extend_schema(request=PaymentTransitionSerializer, responses=PaymentSerializer)
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        """Move the payment to its next status (pending → processing → completed | failed)."""
+        payment = self.get_object()
+        body = PaymentTransitionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        payment = services.payment_transition(
+            payment=payment, actor=self.actor, status=body.validated_data["status"], reason=body.validated_data["reason"]
+        )
+        return Response(PaymentSerializer(payment, context=self.get_serializer_context()).data)

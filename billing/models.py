@@ -1,0 +1,209 @@
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+
+from billing.lifecycle import CancellationSource, PaymentMethod, PaymentStatus, SubscriptionStatus
+from core import money
+
+
+def amount_field(**kwargs):
+    """A money amount: exact decimal, wide enough for every ISO 4217 minor unit."""
+    return models.DecimalField(
+        max_digits=money.AMOUNT_MAX_DIGITS, decimal_places=money.AMOUNT_DECIMAL_PLACES, **kwargs
+    )
+
+
+def unit_amount_field(**kwargs):
+    return models.DecimalField(
+        max_digits=money.UNIT_AMOUNT_MAX_DIGITS, decimal_places=money.UNIT_AMOUNT_DECIMAL_PLACES, **kwargs
+    )
+
+
+def rate_field(**kwargs):
+    # 0.190000 for 19 %; six places hold any published VAT or sales-tax rate.
+    return models.DecimalField(max_digits=money.RATE_MAX_DIGITS, decimal_places=money.RATE_DECIMAL_PLACES, **kwargs)
+
+
+def currency_field(**kwargs):
+    return models.CharField(max_length=3, **kwargs)
+
+
+class Tenant(models.Model):
+    """A finance team's books. Every row of every app belongs to exactly one tenant."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    default_currency = currency_field(default="EUR")
+    invoice_number_prefix = models.CharField(max_length=16, default="INV")
+    # Days between an invoice's issue date and its due date when the caller does not say.
+    payment_terms_days = models.PositiveSmallIntegerField(default=30)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's place in a tenant; API callers act for the tenant of their membership."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant}"
+
+
+class Customer(models.Model):
+    """A billing account."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="customers")
+    # The customer's id in the system that owns it (CRM, booking system); unique per tenant when set.
+    external_ref = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    currency = currency_field()
+    address_line1 = models.CharField(max_length=200, blank=True)
+    address_line2 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "external_ref"],
+                condition=~Q(external_ref=""),
+                name="customer_unique_external_ref",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="subscriptions")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+
+    class Cadence(models.TextChoices):
+        MONTHLY = "monthly"
+        QUARTERLY = "quarterly"
+        YEARLY = "yearly"
+
+    plan_name = models.CharField(max_length=200)
+    unit_price = unit_amount_field()
+    quantity = models.DecimalField(max_digits=18, decimal_places=6, default=1)
+    currency = currency_field()
+    billing_cadence = models.CharField(max_length=16, choices=Cadence.choices, default=Cadence.MONTHLY)
+    status = models.CharField(max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    # The first day the subscription is billed for (business date).
+    started_on = models.DateField()
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancellation_source = models.CharField(max_length=16, choices=CancellationSource.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="subscription_unit_price_non_negative"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="subscription_quantity_positive"),
+            models.CheckConstraint(
+                condition=(
+                    Q(status=SubscriptionStatus.ACTIVE, cancelled_at__isnull=True, cancellation_source="")
+                    | (Q(status=SubscriptionStatus.CANCELLED, cancelled_at__isnull=False) & ~Q(cancellation_source=""))
+                ),
+                name="subscription_cancellation_consistent",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "status", "cancelled_at"], name="subscription_cancel_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.plan_name} for {self.customer_id}"
+
+
+class Charge(models.Model):
+    """A billable item, invoiced once."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="charges")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="charges")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+    )
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(max_digits=18, decimal_places=6, default=1)
+    unit_amount = unit_amount_field()
+    currency = currency_field()
+    # Null means nobody said which rate applies: validation stops such a charge from being invoiced.
+    tax_rate = rate_field(null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    # Free-form facts for the invoice and for consolidation: aircraft, route, FIRs, countries …
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.SET_NULL, null=True, blank=True, related_name="charges"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="charge_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="charge_unit_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(tax_rate__isnull=True) | Q(tax_rate__gte=0, tax_rate__lte=1),
+                name="charge_tax_rate_between_0_and_1",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "customer", "invoice"], name="charge_unbilled_idx")]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class Payment(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="payments")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="payments"
+    )
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    amount = amount_field()
+    currency = currency_field()
+    status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    # The payment rail's own id for the transaction; how bank entries and webhooks find this payment.
+    rail_transaction_id = models.CharField(max_length=100, blank=True)
+    reference = models.CharField(max_length=200, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    initiated_at = models.DateTimeField(auto_now_add=True)
+    processing_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.UniqueConstraint(
+                fields=["tenant", "rail_transaction_id"],
+                condition=~Q(rail_transaction_id=""),
+                name="payment_unique_rail_transaction",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PaymentStatus.COMPLETED) | Q(completed_at__isnull=False),
+                name="payment_completed_has_timestamp",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} ({self.status})"
+

@@ -1,0 +1,176 @@
+"""Every write to billing records. Services own their transaction and its audit attribution."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from audit.actors import Actor
+from audit.context import audited
+from billing.lifecycle import PAYMENT_TRANSITIONS, CancellationSource, PaymentStatus, SubscriptionStatus
+from billing.models import Charge, Customer, Payment, Subscription, Tenant
+from core.errors import Conflict, ValidationFailed
+from core.money import fits_currency, get_currency
+
+
+def _require_currency_match(*, customer: Customer, currency: str, field: str = "currency") -> None:
+    if currency != customer.currency:
+        raise ValidationFailed(
+            f"Currency {currency} differs from the customer's billing currency {customer.currency}.", field=field
+        )
+
+
+def _require_fits(*, amount: Decimal, currency: str, field: str) -> None:
+    if not fits_currency(amount, currency):
+        places = get_currency(currency).minor_units
+        raise ValidationFailed(f"{currency} amounts have at most {places} decimal places.", field=field)
+
+
+def customer_create(*, tenant: Tenant, actor: Actor, name: str, currency: str, **fields: Any) -> Customer:
+    """Create a billing account; its currency is fixed for every invoice it will get."""
+    get_currency(currency)
+    with audited(actor=actor, reason="customer created"):
+        return Customer.objects.create(tenant=tenant, name=name, currency=currency, **fields)
+
+
+def customer_update(*, customer: Customer, actor: Actor, **fields: Any) -> Customer:
+    """Update a customer's contact data; the currency cannot change once invoices exist."""
+    if "currency" in fields and fields["currency"] != customer.currency and customer.invoices.exists():
+        raise ValidationFailed("The currency of a customer with invoices cannot change.", field="currency")
+    with audited(actor=actor, reason="customer updated"):
+        for name, value in fields.items():
+            setattr(customer, name, value)
+        customer.save()
+    return customer
+
+
+def subscription_create(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    customer: Customer,
+    plan_name: str,
+    unit_price: Decimal,
+    currency: str,
+    started_on: date,
+    quantity: Decimal = Decimal(1),
+    billing_cadence: str = Subscription.Cadence.MONTHLY,
+) -> Subscription:
+    """Start a subscription billed in the customer's currency."""
+    _require_currency_match(customer=customer, currency=currency)
+    with audited(actor=actor, reason="subscription created"):
+        return Subscription.objects.create(
+            tenant=tenant,
+            customer=customer,
+            plan_name=plan_name,
+            unit_price=unit_price,
+            quantity=quantity,
+            currency=currency,
+            started_on=started_on,
+            billing_cadence=billing_cadence,
+        )
+
+
+def subscription_cancel(
+    *, subscription: Subscription, actor: Actor, source: str, cancelled_at: datetime | None = None
+) -> Subscription:
+    """Cancel an active subscription once; cancelling a cancelled one is refused with 409."""
+    if source not in CancellationSource.values:
+        raise ValidationFailed(f"Unknown cancellation source {source!r}.", field="source")
+    with audited(actor=actor, reason=f"subscription cancelled ({source})"):
+        locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        if locked.status != SubscriptionStatus.ACTIVE:
+            raise Conflict("The subscription is already cancelled.", extra={"currentStatus": locked.status})
+        locked.status = SubscriptionStatus.CANCELLED
+        locked.cancelled_at = cancelled_at or timezone.now()
+        locked.cancellation_source = source
+        locked.save(update_fields=["status", "cancelled_at", "cancellation_source", "updated_at"])
+    return locked
+
+
+def charge_create(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    customer: Customer,
+    description: str,
+    unit_amount: Decimal,
+    currency: str,
+    occurred_at: datetime,
+    quantity: Decimal = Decimal(1),
+    tax_rate: Decimal | None = None,
+    subscription: Subscription | None = None,
+    details: dict | None = None,
+) -> Charge:
+    """Record a billable item for the next invoice of its customer."""
+    _require_currency_match(customer=customer, currency=currency)
+    if subscription is not None and subscription.customer_id != customer.pk:
+        raise ValidationFailed("The subscription belongs to another customer.", field="subscription")
+    with audited(actor=actor, reason="charge recorded"):
+        return Charge.objects.create(
+            tenant=tenant,
+            customer=customer,
+            subscription=subscription,
+            description=description,
+            quantity=quantity,
+            unit_amount=unit_amount,
+            currency=currency,
+            tax_rate=tax_rate,
+            occurred_at=occurred_at,
+            details=details or {},
+        )
+
+
+def payment_create(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    customer: Customer,
+    method: str,
+    amount: Decimal,
+    currency: str,
+    invoice=None,
+    rail_transaction_id: str = "",
+    reference: str = "",
+) -> Payment:
+    """Record a payment as pending. A payment never marks an invoice paid by itself."""
+    _require_currency_match(customer=customer, currency=currency)
+    _require_fits(amount=amount, currency=currency, field="amount")
+    if invoice is not None and invoice.customer_id != customer.pk:
+        raise ValidationFailed("The invoice belongs to another customer.", field="invoice")
+    if rail_transaction_id and Payment.objects.filter(tenant=tenant, rail_transaction_id=rail_transaction_id).exists():
+        raise Conflict("A payment with this rail transaction id exists.", field="railTransactionId")
+    with audited(actor=actor, reason="payment recorded"):
+        return Payment.objects.create(
+            tenant=tenant,
+            customer=customer,
+            invoice=invoice,
+            method=method,
+            amount=amount,
+            currency=currency,
+            rail_transaction_id=rail_transaction_id,
+            reference=reference,
+        )
+
+
+_PAYMENT_TIMESTAMP = {
+    PaymentStatus.PROCESSING: "processing_at",
+    PaymentStatus.COMPLETED: "completed_at",
+    PaymentStatus.FAILED: "failed_at",
+}
+
+
+def payment_transition(*, payment: Payment, actor: Actor, status: str, reason: str = "") -> Payment:
+    """Move a payment along its transition table; an illegal move raises IllegalTransition (409)."""
+    with audited(actor=actor, reason=reason or f"payment {status}"):
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        PAYMENT_TRANSITIONS.check(locked.status, status)
+        locked.status = status
+        setattr(locked, _PAYMENT_TIMESTAMP[status], timezone.now())
+        if status == PaymentStatus.FAILED:
+            locked.failure_reason = reason[:500]
+        locked.save()
+    return locked

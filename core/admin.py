@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from core.models import IdempotencyKey
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    list_display = ["key", "tenant", "method", "path", "response_status", "created_at"]
+    search_fields = ["key"]

@@ -1,0 +1,45 @@
+"""Admin base: staff who are not superusers see and pick only their own tenants' rows."""
+
+from django.contrib import admin
+
+from billing.models import Tenant
+
+
+def user_tenants(user):
+    if user.is_superuser:
+        return Tenant.objects.all()
+    return Tenant.objects.filter(memberships__user=user)
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    tenant_field = "tenant"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.tenant_field}__in": user_tenants(request.user)})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if request.user.is_superuser or field is None:
+            return field
+        model = db_field.related_model
+        if model is Tenant:
+            field.queryset = user_tenants(request.user)
+        elif any(f.name == "tenant" for f in model._meta.get_fields()):
+            field.queryset = field.queryset.filter(tenant__in=user_tenants(request.user))
+        return field
+
+
+class ReadOnlyAdminMixin:
+    """Records written only by services or triggers: visible, never edited in the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

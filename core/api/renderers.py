@@ -1,0 +1,5 @@
+from djangorestframework_camel_case.render import CamelCaseJSONRenderer as _CamelCaseJSONRenderer
+
+
+class CamelCaseJSONRenderer(_CamelCaseJSONRenderer):
+    """camelCase JSON; problem responses keep their own media type."""

@@ -1,0 +1,20 @@
+"""Which tenant an API request acts for."""
+
+from billing.models import Tenant
+from core.errors import ValidationFailed
+
+TENANT_HEADER = "X-Tenant"
+
+
+def resolve_tenant(request) -> Tenant | None:
+    """The caller's tenant: their only membership, or the one named by the X-Tenant header (slug)."""
+    tenants = Tenant.objects.filter(memberships__user=request.user)
+    wanted = request.headers.get(TENANT_HEADER)
+    if wanted:
+        return tenants.filter(slug=wanted).first()
+    found = list(tenants[:2])
+    if len(found) > 1:
+        raise ValidationFailed(
+            f"You belong to several tenants: name one with the {TENANT_HEADER} header.", field=TENANT_HEADER
+        )
+    return found[0] if found else None

@@ -1,0 +1,52 @@
+"""View building blocks: tenant scoping and idempotent creates."""
+
+from __future__ import annotations
+
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+
+from audit.actors import Actor
+from core.idempotency import run_idempotently
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class TenantScopedViewSet(viewsets.GenericViewSet):
+    """Every queryset is the caller's tenant's: another tenant's object is simply not found (404)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(tenant=self.request.tenant)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.for_request(self.request)
+
+
+class IdempotentCreateMixin(mixins.CreateModelMixin):
+    """POST creating a money record. With an Idempotency-Key, a retry of the same request gets
+    the first response again and creates nothing; the same key with another body answers 422."""
+
+    def create(self, request, *args, **kwargs):
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return Response(self._create(request), status=status.HTTP_201_CREATED)
+        stored = run_idempotently(
+            tenant=request.tenant,
+            key=key,
+            method=request.method,
+            path=request.path,
+            body=request.data,
+            create=lambda: (status.HTTP_201_CREATED, self._create(request)),
+        )
+        response = Response(stored.body, status=stored.status)
+        response["Idempotent-Replayed"] = "true" if stored.replayed else "false"
+        return response
+
+    def _create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance = self.perform_create_service(serializer.validated_data)
+        return self.get_serializer(instance).data
+
+    def perform_create_service(self, data):  # pragma: no cover - each view says which service
+        raise NotImplementedError

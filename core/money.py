@@ -1,0 +1,103 @@
+"""Money: Decimal amounts, ISO 4217 currencies and the one rounding rule.
+
+Rounding rule (the only one in Ledgerflow): an amount is rounded to its currency's minor unit
+with ROUND_HALF_UP — 0.005 EUR becomes 0.01 EUR, -0.005 EUR becomes -0.01 EUR — once per line,
+when a quantity times a unit amount or a tax rate times a taxable amount is computed. Totals are
+sums of already-rounded lines, so they never need rounding again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import moneyed
+
+ROUNDING = ROUND_HALF_UP
+
+# Database columns: 18 digits before the point is beyond any invoice; 4 places cover every ISO
+# 4217 minor unit (at most 3 today) so a currency never needs a schema change.
+AMOUNT_MAX_DIGITS = 22
+AMOUNT_DECIMAL_PLACES = 4
+# Unit prices may be finer than a minor unit (0.0025 EUR per call); line totals are not.
+UNIT_AMOUNT_DECIMAL_PLACES = 6
+UNIT_AMOUNT_MAX_DIGITS = 24
+RATE_DECIMAL_PLACES = 6
+RATE_MAX_DIGITS = 9
+
+# Funds, precious metals, testing and "no currency" codes are not invoiceable currencies.
+_NOT_INVOICEABLE = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"}
+
+
+class UnknownCurrency(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    code: str
+    minor_units: int
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.minor_units)
+
+
+def get_currency(code: str) -> Currency:
+    """The ISO 4217 currency for `code`, or UnknownCurrency."""
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
+        raise UnknownCurrency(code)
+    if code in _NOT_INVOICEABLE:
+        raise UnknownCurrency(code)
+    try:
+        currency = moneyed.get_currency(code)
+    except moneyed.CurrencyDoesNotExist as exc:
+        raise UnknownCurrency(code) from exc
+    sub_unit = currency.sub_unit or 1
+    minor_units = len(str(sub_unit)) - 1
+    return Currency(code=code, minor_units=minor_units)
+
+
+def is_currency(code: str) -> bool:
+    try:
+        get_currency(code)
+    except UnknownCurrency:
+        return False
+    return True
+
+
+def to_decimal(value: Decimal | str | int) -> Decimal:
+    """A Decimal from a string, int or Decimal; floats are refused because they are not exact."""
+    if isinstance(value, float):
+        raise TypeError("money is never a float")
+    try:
+        result = Decimal(value)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a number: {value!r}") from exc
+    if not result.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return result
+
+
+def quantize_money(amount: Decimal, currency: str) -> Decimal:
+    """`amount` rounded to the currency's minor unit with ROUND_HALF_UP (the one rounding rule)."""
+    return amount.quantize(get_currency(currency).quantum, rounding=ROUNDING)
+
+
+def fits_currency(amount: Decimal, currency: str) -> bool:
+    """True when `amount` has no more decimal places than the currency's minor unit."""
+    exponent = amount.normalize().as_tuple().exponent
+    return not isinstance(exponent, int) or -exponent <= get_currency(currency).minor_units
+
+
+def line_amount(quantity: Decimal, unit_amount: Decimal, currency: str) -> Decimal:
+    """Quantity × unit amount, rounded once to the currency."""
+    return quantize_money(quantity * unit_amount, currency)
+
+
+def tax_amount(taxable: Decimal, rate: Decimal, currency: str) -> Decimal:
+    """Tax on one line: taxable × rate (0.19 for 19 %), rounded once to the currency."""
+    return quantize_money(taxable * rate, currency)
+
+
+ZERO = Decimal("0")

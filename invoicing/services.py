@@ -1,0 +1,273 @@
+"""Every write to invoices: drafting, issuing (numbering), cancelling, adjusting, marking overdue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+import structlog
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.actors import Actor
+from audit.context import audited
+from billing.models import Charge, Customer, Tenant
+from core.errors import Conflict, ValidationFailed
+from core.money import ZERO, fits_currency, line_amount, tax_amount
+from core.timezones import business_today
+from invoicing.lifecycle import INVOICE_TRANSITIONS, OPEN_STATUSES, AdjustmentType, InvoiceStatus
+from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, TaxItem
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftLine:
+    description: str
+    quantity: Decimal
+    unit_amount: Decimal
+    tax_rate: Decimal | None = None
+    details: dict = field(default_factory=dict)
+
+
+def _build_lines(invoice: Invoice, lines: list[DraftLine], charges: list[Charge | None]) -> None:
+    items, taxes = [], []
+    for position, (line, charge) in enumerate(zip(lines, charges, strict=True)):
+        amount = line_amount(line.quantity, line.unit_amount, invoice.currency)
+        item = InvoiceItem(
+            tenant_id=invoice.tenant_id,
+            invoice=invoice,
+            charge=charge,
+            subscription_id=charge.subscription_id if charge else None,
+            position=position,
+            description=line.description,
+            quantity=line.quantity,
+            unit_amount=line.unit_amount,
+            amount=amount,
+            tax_rate=line.tax_rate,
+            available_to_credit_amount=amount,
+            details=line.details,
+        )
+        items.append(item)
+    InvoiceItem.objects.bulk_create(items)
+    for item in items:
+        if item.tax_rate:
+            tax = tax_amount(item.amount, item.tax_rate, invoice.currency)
+            taxes.append(
+                TaxItem(
+                    tenant_id=invoice.tenant_id,
+                    invoice=invoice,
+                    invoice_item=item,
+                    rate=item.tax_rate,
+                    taxable_amount=item.amount,
+                    amount=tax,
+                    available_to_credit_amount=tax,
+                )
+            )
+    TaxItem.objects.bulk_create(taxes)
+    invoice.subtotal = sum((i.amount for i in items), ZERO)
+    invoice.tax_total = sum((t.amount for t in taxes), ZERO)
+    invoice.total = invoice.subtotal + invoice.tax_total
+    invoice.balance = invoice.total - invoice.amount_paid - invoice.amount_credited
+    invoice.save(update_fields=["subtotal", "tax_total", "total", "balance", "updated_at"])
+
+
+def invoice_create_draft(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    customer: Customer,
+    lines: list[DraftLine] = (),
+    charges: list[Charge] = (),
+    period_start: date | None = None,
+    period_end: date | None = None,
+    memo: str = "",
+) -> Invoice:
+    """A draft invoice in the customer's currency from explicit lines and/or unbilled charges.
+
+    A charge is billed at most once: taking it onto this invoice fails if another took it first.
+    """
+    if not lines and not charges:
+        raise ValidationFailed("An invoice needs at least one line.", field="items")
+    if period_start and period_end and period_end < period_start:
+        raise ValidationFailed("The period ends before it starts.", field="periodEnd")
+    currency = customer.currency
+    all_lines, all_charges = list(lines), [None] * len(lines)
+    with audited(actor=actor, reason="invoice drafted"):
+        invoice = Invoice.objects.create(
+            tenant=tenant,
+            customer=customer,
+            currency=currency,
+            period_start=period_start,
+            period_end=period_end,
+            memo=memo,
+        )
+        if charges:
+            claimed = Charge.objects.filter(
+                pk__in=[c.pk for c in charges], tenant=tenant, customer=customer, invoice__isnull=True
+            ).update(invoice=invoice)
+            if claimed != len(charges):
+                raise Conflict("A charge is already billed or belongs to another customer.", field="charges")
+            for charge in Charge.objects.filter(invoice=invoice).order_by("occurred_at", "id"):
+                if charge.currency != currency:
+                    raise ValidationFailed("A charge is in another currency than the customer.", field="charges")
+                all_lines.append(
+                    DraftLine(
+                        description=charge.description,
+                        quantity=charge.quantity,
+                        unit_amount=charge.unit_amount,
+                        tax_rate=charge.tax_rate,
+                        details=charge.details,
+                    )
+                )
+                all_charges.append(charge)
+        _build_lines(invoice, all_lines, all_charges)
+    return invoice
+
+
+def _lock(invoice: Invoice) -> Invoice:
+    return Invoice.objects.select_for_update().get(pk=invoice.pk)
+
+
+def _allocate_number(*, tenant: Tenant, year: int) -> str:
+    """Next invoice number for the tenant and year, inside the caller's transaction.
+
+    The counter row stays locked until the issuing transaction ends, so concurrent issues queue
+    up behind it and a rollback hands the number back: no gap, no duplicate.
+    """
+    sql_update = (
+        "UPDATE invoicing_invoicenumbersequence SET last_value = last_value + 1 "
+        "WHERE tenant_id = %s AND year = %s RETURNING last_value"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql_update, [tenant.pk, year])
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                "INSERT INTO invoicing_invoicenumbersequence (tenant_id, year, last_value) VALUES (%s, %s, 0) "
+                "ON CONFLICT (tenant_id, year) DO NOTHING",
+                [tenant.pk, year],
+            )
+            cursor.execute(sql_update, [tenant.pk, year])
+            row = cursor.fetchone()
+    return f"{tenant.invoice_number_prefix}-{year}-{row[0]:06d}"
+
+
+def invoice_issue(
+    *, invoice: Invoice, actor: Actor, issue_date: date | None = None, due_date: date | None = None
+) -> Invoice:
+    """draft → payment_due: number it, date it, and send it by email after commit."""
+    with audited(actor=actor, reason="invoice issued"):
+        locked = _lock(invoice)
+        INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.PAYMENT_DUE)
+        if locked.total <= ZERO:
+            raise ValidationFailed("An invoice with a zero total cannot be issued.", field="total")
+        tenant = locked.tenant
+        issued_on = issue_date or business_today()
+        due_on = due_date or issued_on + timedelta(days=tenant.payment_terms_days)
+        if due_on < issued_on:
+            raise ValidationFailed("The due date is before the issue date.", field="dueDate")
+        locked.number = _allocate_number(tenant=tenant, year=issued_on.year)
+        locked.status = InvoiceStatus.PAYMENT_DUE
+        locked.issue_date = issued_on
+        locked.due_date = due_on
+        locked.save(update_fields=["number", "status", "issue_date", "due_date", "updated_at"])
+        from invoicing.tasks import send_invoice_email
+
+        transaction.on_commit(lambda: send_invoice_email.delay(locked.pk))
+    log.info("invoice.issued", tenant=tenant.pk, invoice=locked.pk, number=locked.number)
+    return locked
+
+
+def invoice_cancel(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
+    """Cancel a draft or unpaid invoice; its charges become billable again."""
+    with audited(actor=actor, reason=reason or "invoice cancelled"):
+        locked = _lock(invoice)
+        INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.CANCELLED)
+        if locked.amount_paid > ZERO:
+            raise Conflict("An invoice with payments applied cannot be cancelled.", extra={"amountPaid": str(locked.amount_paid)})
+        locked.status = InvoiceStatus.CANCELLED
+        locked.cancelled_at = timezone.now()
+        locked.save(update_fields=["status", "cancelled_at", "updated_at"])
+        Charge.objects.filter(invoice=locked).update(invoice=None)
+    return locked
+
+
+def invoices_mark_overdue(*, tenant: Tenant | None = None, today: date | None = None, actor: Actor) -> int:
+    """Every open invoice past its due date and not fully paid becomes overdue. Returns the count."""
+    today = today or business_today()
+    candidates = Invoice.objects.filter(
+        status__in=[InvoiceStatus.PAYMENT_DUE, InvoiceStatus.PARTIALLY_PAID], due_date__lt=today, balance__gt=ZERO
+    )
+    if tenant is not None:
+        candidates = candidates.filter(tenant=tenant)
+    with audited(actor=actor, reason=f"past due on {today.isoformat()}"):
+        return candidates.update(status=InvoiceStatus.OVERDUE, updated_at=timezone.now())
+
+
+def invoice_adjust(
+    *,
+    invoice: Invoice,
+    actor: Actor,
+    type: str,
+    amount: Decimal,
+    reason: str,
+    source: str,
+    idempotency_key: str,
+    invoice_item: InvoiceItem | None = None,
+    tax_item: TaxItem | None = None,
+) -> InvoiceAdjustment:
+    """Credit or charge one line of an issued invoice, once per idempotency key.
+
+    A credit can take at most the line's available amount; the invoice balance follows.
+    """
+    if (invoice_item is None) == (tax_item is None):
+        raise ValidationFailed("Adjust exactly one invoice item or tax item.", field="invoiceItem")
+    if amount <= ZERO or not fits_currency(amount, invoice.currency):
+        raise ValidationFailed("The amount must be positive and fit the currency.", field="amount")
+    line_model = InvoiceItem if invoice_item is not None else TaxItem
+    line_id = (invoice_item or tax_item).pk
+    with audited(actor=actor, reason=reason):
+        existing = InvoiceAdjustment.objects.filter(tenant_id=invoice.tenant_id, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+        locked = _lock(invoice)
+        if locked.status not in OPEN_STATUSES:
+            raise Conflict("Only an issued, unsettled invoice can be adjusted.", extra={"currentStatus": locked.status})
+        line = line_model.objects.select_for_update().get(pk=line_id, invoice=locked)
+        signed = amount if type == AdjustmentType.CREDIT else -amount
+        if type == AdjustmentType.CREDIT and amount > line.available_to_credit_amount:
+            raise ValidationFailed("The credit exceeds what the line has available.", field="amount")
+        line.available_to_credit_amount -= signed
+        line.save(update_fields=["available_to_credit_amount"])
+        locked.amount_credited += signed
+        locked.balance = locked.total - locked.amount_paid - locked.amount_credited
+        locked.save(update_fields=["amount_credited", "balance", "updated_at"])
+        return InvoiceAdjustment.objects.create(
+            tenant_id=locked.tenant_id,
+            invoice=locked,
+            invoice_item=invoice_item,
+            tax_item=tax_item,
+            type=type,
+            amount=amount,
+            reason=reason,
+            source=source,
+            idempotency_key=idempotency_key,
+        )
+
+
+def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
+    """Email an issued invoice to its customer once; a second call sends nothing. True if sent."""
+    from invoicing.emails import send_invoice
+
+    with audited(actor=actor, reason="invoice emailed"):
+        invoice = Invoice.objects.select_for_update().select_related("customer", "tenant").get(pk=invoice_id)
+        if invoice.sent_at is not None or invoice.status == InvoiceStatus.DRAFT:
+            return False
+        send_invoice(invoice)
+        invoice.sent_at = timezone.now()
+        invoice.save(update_fields=["sent_at", "updated_at"])
+    log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
+    return True
+
