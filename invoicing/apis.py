@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
@@ -57,7 +59,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
 
 class DraftLineSerializer(StrictSerializer):
     description = serializers.CharField(max_length=500)
-    quantity = QuantityField(required=False, default="1")
+    quantity = QuantityField(required=False, default=Decimal("1"))
     unit_amount = UnitAmountField()
     tax_rate = RateField(required=False, allow_null=True)
     details = JSONObjectField(required=False, default=dict)

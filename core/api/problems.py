@@ -47,6 +47,9 @@ def flatten_errors(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     errors: list[dict[str, str]] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int) or str(key).isdigit():  # a list serializer's error by index
+                errors.extend(flatten_errors(value, f"{prefix}[{key}]"))
+                continue
             name = "" if key == NON_FIELD else camel(str(key))
             path = f"{prefix}.{name}" if prefix and name else (prefix or name)
             errors.extend(flatten_errors(value, path))

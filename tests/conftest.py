@@ -1,0 +1,70 @@
+"""Shared fixtures: tenants with API clients, a system actor, draft and issued invoices."""
+
+from decimal import Decimal
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.actors import Actor
+from invoicing import services as invoicing_services
+from tests.factories import CustomerFactory, MembershipFactory, TenantFactory, TokenFactory
+
+
+@pytest.fixture
+def actor():
+    return Actor.system("tests")
+
+
+class TenantContext:
+    """A tenant, one of its members with a token, and an API client authenticated as them."""
+
+    def __init__(self, tenant, user, token):
+        self.tenant, self.user, self.token = tenant, user, token
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+
+def make_tenant_context(**tenant_kwargs) -> TenantContext:
+    tenant = TenantFactory(**tenant_kwargs)
+    membership = MembershipFactory(tenant=tenant)
+    token = TokenFactory(user=membership.user)
+    return TenantContext(tenant, membership.user, token)
+
+
+@pytest.fixture
+def tenant_a(db):
+    return make_tenant_context(name="Acme Air Navigation", slug="acme")
+
+
+@pytest.fixture
+def tenant_b(db):
+    return make_tenant_context(name="Globex Aviation", slug="globex")
+
+
+@pytest.fixture
+def api(tenant_a):
+    return tenant_a.client
+
+
+@pytest.fixture
+def customer(tenant_a):
+    return CustomerFactory(tenant=tenant_a.tenant)
+
+
+@pytest.fixture
+def draft_invoice(tenant_a, customer, actor):
+    return invoicing_services.invoice_create_draft(
+        tenant=tenant_a.tenant,
+        actor=actor,
+        customer=customer,
+        lines=[
+            invoicing_services.DraftLine(description="Navigation fee", quantity=Decimal("2"), unit_amount=Decimal("50.00"), tax_rate=Decimal("0.19")),
+            invoicing_services.DraftLine(description="Handling", quantity=Decimal("1"), unit_amount=Decimal("10.00")),
+        ],
+    )
+
+
+@pytest.fixture
+def issued_invoice(draft_invoice, actor, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        return invoicing_services.invoice_issue(invoice=draft_invoice, actor=actor)

@@ -1,0 +1,91 @@
+from datetime import date
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from billing.models import Charge, Customer, Membership, Payment, Subscription, Tenant
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+
+    name = factory.Sequence(lambda n: f"Tenant {n}")
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+    default_currency = "EUR"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    tenant = factory.SubFactory(TenantFactory)
+    user = factory.SubFactory(UserFactory)
+
+
+class TokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Token
+
+    user = factory.SubFactory(UserFactory)
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Customer {n}")
+    email = factory.Sequence(lambda n: f"billing{n}@customer.example")
+    external_ref = factory.Sequence(lambda n: f"CUST-{n:05d}")
+    currency = "EUR"
+    country = "DE"
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subscription
+
+    customer = factory.SubFactory(CustomerFactory)
+    tenant = factory.SelfAttribute("customer.tenant")
+    plan_name = "Flight planning Pro"
+    unit_price = Decimal("99.00")
+    currency = factory.SelfAttribute("customer.currency")
+    started_on = date(2026, 1, 1)
+
+
+class ChargeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Charge
+
+    customer = factory.SubFactory(CustomerFactory)
+    tenant = factory.SelfAttribute("customer.tenant")
+    description = "Route charge EDDF-LFPG"
+    quantity = Decimal("1")
+    unit_amount = Decimal("120.50")
+    currency = factory.SelfAttribute("customer.currency")
+    tax_rate = Decimal("0.19")
+    occurred_at = factory.LazyFunction(timezone.now)
+    details = factory.LazyFunction(lambda: {"aircraft": "D-ABCD", "route": "EDDF-LFPG", "firs": ["EDGG", "LFFF"]})
+
+
+class PaymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Payment
+
+    customer = factory.SubFactory(CustomerFactory)
+    tenant = factory.SelfAttribute("customer.tenant")
+    method = "bank_transfer"
+    amount = Decimal("100.00")
+    currency = factory.SelfAttribute("customer.currency")
