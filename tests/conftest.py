@@ -68,3 +68,41 @@ def draft_invoice(tenant_a, customer, actor):
 def issued_invoice(draft_invoice, actor, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         return invoicing_services.invoice_issue(invoice=draft_invoice, actor=actor)
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (in a thread) consuming the default and io queues through the real Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery_app import app
+
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=["default", "io"], shutdown_timeout=30) as worker:
+        yield worker
+    # The worker thread keeps its connection between tasks (CELERY_DB_REUSE_MAX); end it so the
+    # test database can be flushed and dropped.
+    terminate_other_sessions()
+
+
+def terminate_other_sessions():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
+    """Poll until `predicate()` is truthy (work happening in another process or thread)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
