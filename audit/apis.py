@@ -4,6 +4,7 @@ import django_filters
 from rest_framework import mixins, serializers
 
 from audit.models import Event
+from core.api.filters import UTCIsoDateTimeFilter
 from core.api.views import TenantScopedViewSet
 
 
@@ -22,8 +23,8 @@ class EventFilter(django_filters.FilterSet):
     objectId = django_filters.NumberFilter(field_name="object_id")  # noqa: N815
     actorType = django_filters.CharFilter(field_name="actor_type")  # noqa: N815
     actorId = django_filters.CharFilter(field_name="actor_id")  # noqa: N815
-    occurredFrom = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")  # noqa: N815
-    occurredTo = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")  # noqa: N815
+    occurredFrom = UTCIsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")  # noqa: N815
+    occurredTo = UTCIsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")  # noqa: N815
 
     class Meta:
         model = Event

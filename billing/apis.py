@@ -24,6 +24,7 @@ from core.api.serializers import (
     UnitAmountField,
     check_amounts,
 )
+from core.api.filters import UTCIsoDateTimeFilter
 from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
 
 
@@ -152,11 +153,14 @@ class ChargeSerializer(StrictModelSerializer):
 
 
 class ChargeFilter(django_filters.FilterSet):
+    def filter_billed(self, queryset, name, value):
+        return queryset.filter(invoice__isnull=not value)
+
     customer = django_filters.NumberFilter(field_name="customer_id")
     subscription = django_filters.NumberFilter(field_name="subscription_id")
-    billed = django_filters.BooleanFilter(field_name="invoice", lookup_expr="isnull", exclude=True)
-    occurredFrom = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")  # noqa: N815
-    occurredTo = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")  # noqa: N815
+    billed = django_filters.BooleanFilter(method="filter_billed")
+    occurredFrom = UTCIsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")  # noqa: N815
+    occurredTo = UTCIsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")  # noqa: N815
 
     class Meta:
         model = Charge

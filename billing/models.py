@@ -108,7 +108,8 @@ class Subscription(models.Model):
     # The first day the subscription is billed for (business date).
     started_on = models.DateField()
     cancelled_at = models.DateTimeField(null=True, blank=True)
-    cancellation_source = models.CharField(max_length=16, choices=CancellationSource.choices, blank=True)
+    # Who cancelled: null while the subscription is active.
+    cancellation_source = models.CharField(max_length=16, choices=CancellationSource.choices, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -119,8 +120,8 @@ class Subscription(models.Model):
             models.CheckConstraint(condition=Q(quantity__gt=0), name="subscription_quantity_positive"),
             models.CheckConstraint(
                 condition=(
-                    Q(status=SubscriptionStatus.ACTIVE, cancelled_at__isnull=True, cancellation_source="")
-                    | (Q(status=SubscriptionStatus.CANCELLED, cancelled_at__isnull=False) & ~Q(cancellation_source=""))
+                    Q(status=SubscriptionStatus.ACTIVE, cancelled_at__isnull=True, cancellation_source__isnull=True)
+                    | Q(status=SubscriptionStatus.CANCELLED, cancelled_at__isnull=False, cancellation_source__isnull=False)
                 ),
                 name="subscription_cancellation_consistent",
             ),

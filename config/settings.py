@@ -155,6 +155,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Accounts receivable: customers, subscriptions, charges, invoices, payments, audit events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "InvoiceStatusEnum": "invoicing.lifecycle.InvoiceStatus",
+        "PaymentStatusEnum": "billing.lifecycle.PaymentStatus",
+        "SubscriptionStatusEnum": "billing.lifecycle.SubscriptionStatus",
+        "CancellationSourceEnum": "billing.lifecycle.CancellationSource",
+    },
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
     "CAMELIZE_NAMES": False,
     "POSTPROCESSING_HOOKS": [
