@@ -12,8 +12,17 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = Event
         fields = [
-            "id", "occurred_at", "actor_type", "actor_id", "actor_label", "action", "object_type", "object_id",
-            "old_values", "new_values", "reason",
+            "id",
+            "occurred_at",
+            "actor_type",
+            "actor_id",
+            "actor_label",
+            "action",
+            "object_type",
+            "object_id",
+            "old_values",
+            "new_values",
+            "reason",
         ]
         read_only_fields = fields
 

@@ -56,7 +56,16 @@ def _run(modeladmin, request, queryset, call):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
-    list_display = ["plan_name", "customer", "unit_price", "currency", "status", "started_on", "cancelled_at", "cancellation_source"]
+    list_display = [
+        "plan_name",
+        "customer",
+        "unit_price",
+        "currency",
+        "status",
+        "started_on",
+        "cancelled_at",
+        "cancellation_source",
+    ]
     list_filter = ["tenant", "status", "cancellation_source"]
     search_fields = ["plan_name", "customer__name"]
     actions = ["cancel"]
@@ -67,8 +76,12 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.action(description="Cancel selected subscriptions (source UI)")
     def cancel(self, request, queryset):
         actor = Actor.for_user(request.user)
-        _run(self, request, queryset.filter(status=SubscriptionStatus.ACTIVE),
-             lambda s: services.subscription_cancel(subscription=s, actor=actor, source=CancellationSource.UI))
+        _run(
+            self,
+            request,
+            queryset.filter(status=SubscriptionStatus.ACTIVE),
+            lambda s: services.subscription_cancel(subscription=s, actor=actor, source=CancellationSource.UI),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
@@ -76,14 +89,33 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 
 @admin.register(Charge)
 class ChargeAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
-    list_display = ["description", "customer", "quantity", "unit_amount", "currency", "tax_rate", "occurred_at", "invoice"]
+    list_display = [
+        "description",
+        "customer",
+        "quantity",
+        "unit_amount",
+        "currency",
+        "tax_rate",
+        "occurred_at",
+        "invoice",
+    ]
     list_filter = ["tenant", "currency"]
     search_fields = ["description", "customer__name"]
 
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
-    list_display = ["id", "customer", "invoice", "method", "amount", "currency", "status", "rail_transaction_id", "initiated_at"]
+    list_display = [
+        "id",
+        "customer",
+        "invoice",
+        "method",
+        "amount",
+        "currency",
+        "status",
+        "rail_transaction_id",
+        "initiated_at",
+    ]
     list_filter = ["tenant", "status", "method"]
     search_fields = ["rail_transaction_id", "reference", "customer__name"]
     actions = ["mark_processing", "mark_completed", "mark_failed"]
@@ -96,7 +128,12 @@ class PaymentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 
     def _move(self, request, queryset, status):
         actor = Actor.for_user(request.user)
-        _run(self, request, queryset, lambda p: services.payment_transition(payment=p, actor=actor, status=status, reason="admin"))
+        _run(
+            self,
+            request,
+            queryset,
+            lambda p: services.payment_transition(payment=p, actor=actor, status=status, reason="admin"),
+        )
 
     @admin.action(description="Mark processing")
     def mark_processing(self, request, queryset):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from billing import services
 from billing.lifecycle import CancellationSource, PaymentStatus
 from billing.models import Charge, Customer, Payment, Subscription
+from core.api.filters import UTCIsoDateTimeFilter
 from core.api.serializers import (
     AmountField,
     CurrencyField,
@@ -24,7 +25,6 @@ from core.api.serializers import (
     UnitAmountField,
     check_amounts,
 )
-from core.api.filters import UTCIsoDateTimeFilter
 from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
 
 
@@ -35,8 +35,19 @@ class CustomerSerializer(StrictModelSerializer):
     class Meta:
         model = Customer
         fields = [
-            "id", "external_ref", "name", "email", "currency", "address_line1", "address_line2",
-            "city", "postal_code", "country", "is_active", "created_at", "updated_at",
+            "id",
+            "external_ref",
+            "name",
+            "email",
+            "currency",
+            "address_line1",
+            "address_line2",
+            "city",
+            "postal_code",
+            "country",
+            "is_active",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
         # Uniqueness is checked by the database constraint (answered as 409), not a racy pre-query.
@@ -44,9 +55,13 @@ class CustomerSerializer(StrictModelSerializer):
 
     def validate_external_ref(self, value):
         request = self.context["request"]
-        clash = Customer.objects.filter(tenant=request.tenant, external_ref=value).exclude(pk=getattr(self.instance, "pk", None))
+        clash = Customer.objects.filter(tenant=request.tenant, external_ref=value).exclude(
+            pk=getattr(self.instance, "pk", None)
+        )
         if value and clash.exists():
-            raise serializers.ValidationError("A customer with this external reference exists.", code="unique")
+            raise serializers.ValidationError(
+                "A customer with this external reference exists.", code="unique"
+            )
         return value
 
 
@@ -61,7 +76,10 @@ class CustomerFilter(django_filters.FilterSet):
 
 
 class CustomerViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
     TenantScopedViewSet,
 ):
     queryset = Customer.objects.all()
@@ -69,10 +87,14 @@ class CustomerViewSet(
     filterset_class = CustomerFilter
 
     def perform_create(self, serializer):
-        serializer.instance = services.customer_create(tenant=self.request.tenant, actor=self.actor, **serializer.validated_data)
+        serializer.instance = services.customer_create(
+            tenant=self.request.tenant, actor=self.actor, **serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.customer_update(customer=serializer.instance, actor=self.actor, **serializer.validated_data)
+        serializer.instance = services.customer_update(
+            customer=serializer.instance, actor=self.actor, **serializer.validated_data
+        )
 
 
 # --- Subscriptions ------------------------------------------------------------------------------
@@ -85,8 +107,18 @@ class SubscriptionSerializer(StrictModelSerializer):
     class Meta:
         model = Subscription
         fields = [
-            "id", "customer", "plan_name", "unit_price", "quantity", "currency", "billing_cadence", "status",
-            "started_on", "cancelled_at", "cancellation_source", "created_at",
+            "id",
+            "customer",
+            "plan_name",
+            "unit_price",
+            "quantity",
+            "currency",
+            "billing_cadence",
+            "status",
+            "started_on",
+            "cancelled_at",
+            "cancellation_source",
+            "created_at",
         ]
         read_only_fields = ["id", "status", "cancelled_at", "cancellation_source", "created_at"]
 
@@ -110,7 +142,9 @@ class SubscriptionFilter(django_filters.FilterSet):
         fields = []
 
 
-class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+class SubscriptionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
+):
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
     filterset_class = SubscriptionFilter
@@ -136,7 +170,9 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Idem
 # --- Charges ------------------------------------------------------------------------------------
 class ChargeSerializer(StrictModelSerializer):
     customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
-    subscription = TenantScopedPrimaryKeyRelatedField(queryset=Subscription.objects.all(), required=False, allow_null=True)
+    subscription = TenantScopedPrimaryKeyRelatedField(
+        queryset=Subscription.objects.all(), required=False, allow_null=True
+    )
     currency = CurrencyField()
     quantity = QuantityField(required=False)
     unit_amount = UnitAmountField()
@@ -146,8 +182,18 @@ class ChargeSerializer(StrictModelSerializer):
     class Meta:
         model = Charge
         fields = [
-            "id", "customer", "subscription", "description", "quantity", "unit_amount", "currency", "tax_rate",
-            "occurred_at", "details", "invoice", "created_at",
+            "id",
+            "customer",
+            "subscription",
+            "description",
+            "quantity",
+            "unit_amount",
+            "currency",
+            "tax_rate",
+            "occurred_at",
+            "details",
+            "invoice",
+            "created_at",
         ]
         read_only_fields = ["id", "invoice", "created_at"]
 
@@ -167,7 +213,9 @@ class ChargeFilter(django_filters.FilterSet):
         fields = []
 
 
-class ChargeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+class ChargeViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
+):
     queryset = Charge.objects.all()
     serializer_class = ChargeSerializer
     filterset_class = ChargeFilter
@@ -185,17 +233,39 @@ def _invoice_queryset():
 
 class PaymentSerializer(StrictModelSerializer):
     customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
-    invoice = TenantScopedPrimaryKeyRelatedField(queryset=_invoice_queryset(), required=False, allow_null=True)
+    invoice = TenantScopedPrimaryKeyRelatedField(
+        queryset=_invoice_queryset(), required=False, allow_null=True
+    )
     currency = CurrencyField()
     amount = AmountField(positive=True)
 
     class Meta:
         model = Payment
         fields = [
-            "id", "customer", "invoice", "method", "amount", "currency", "status", "rail_transaction_id",
-            "reference", "failure_reason", "initiated_at", "processing_at", "completed_at", "failed_at",
+            "id",
+            "customer",
+            "invoice",
+            "method",
+            "amount",
+            "currency",
+            "status",
+            "rail_transaction_id",
+            "reference",
+            "failure_reason",
+            "initiated_at",
+            "processing_at",
+            "completed_at",
+            "failed_at",
         ]
-        read_only_fields = ["id", "status", "failure_reason", "initiated_at", "processing_at", "completed_at", "failed_at"]
+        read_only_fields = [
+            "id",
+            "status",
+            "failure_reason",
+            "initiated_at",
+            "processing_at",
+            "completed_at",
+            "failed_at",
+        ]
         validators = []
 
     def validate(self, attrs):
@@ -219,7 +289,9 @@ class PaymentFilter(django_filters.FilterSet):
         fields = []
 
 
-class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+class PaymentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
+):
     queryset = Payment.objects.all()
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
@@ -235,6 +307,9 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Idempoten
         body = PaymentTransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         payment = services.payment_transition(
-            payment=payment, actor=self.actor, status=body.validated_data["status"], reason=body.validated_data["reason"]
+            payment=payment,
+            actor=self.actor,
+            status=body.validated_data["status"],
+            reason=body.validated_data["reason"],
         )
         return Response(PaymentSerializer(payment, context=self.get_serializer_context()).data)

@@ -22,7 +22,9 @@ def unit_amount_field(**kwargs):
 
 def rate_field(**kwargs):
     # 0.190000 for 19 %; six places hold any published VAT or sales-tax rate.
-    return models.DecimalField(max_digits=money.RATE_MAX_DIGITS, decimal_places=money.RATE_DECIMAL_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=money.RATE_MAX_DIGITS, decimal_places=money.RATE_DECIMAL_PLACES, **kwargs
+    )
 
 
 def currency_field(**kwargs):
@@ -52,7 +54,9 @@ class Membership(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant}"
@@ -104,24 +108,38 @@ class Subscription(models.Model):
     quantity = models.DecimalField(max_digits=18, decimal_places=6, default=1)
     currency = currency_field()
     billing_cadence = models.CharField(max_length=16, choices=Cadence.choices, default=Cadence.MONTHLY)
-    status = models.CharField(max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    status = models.CharField(
+        max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
+    )
     # The first day the subscription is billed for (business date).
     started_on = models.DateField()
     cancelled_at = models.DateTimeField(null=True, blank=True)
     # Who cancelled: null while the subscription is active.
-    cancellation_source = models.CharField(max_length=16, choices=CancellationSource.choices, null=True, blank=True)
+    cancellation_source = models.CharField(  # noqa: DJ001 - null means "not cancelled", not an empty source
+        max_length=16, choices=CancellationSource.choices, null=True, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(condition=Q(unit_price__gte=0), name="subscription_unit_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0), name="subscription_unit_price_non_negative"
+            ),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="subscription_quantity_positive"),
             models.CheckConstraint(
                 condition=(
-                    Q(status=SubscriptionStatus.ACTIVE, cancelled_at__isnull=True, cancellation_source__isnull=True)
-                    | Q(status=SubscriptionStatus.CANCELLED, cancelled_at__isnull=False, cancellation_source__isnull=False)
+                    Q(
+                        status=SubscriptionStatus.ACTIVE,
+                        cancelled_at__isnull=True,
+                        cancellation_source__isnull=True,
+                    )
+                    | Q(
+                        status=SubscriptionStatus.CANCELLED,
+                        cancelled_at__isnull=False,
+                        cancellation_source__isnull=False,
+                    )
                 ),
                 name="subscription_cancellation_consistent",
             ),
@@ -207,4 +225,3 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} ({self.status})"
-

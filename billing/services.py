@@ -19,7 +19,8 @@ from core.money import fits_currency, get_currency
 def _require_currency_match(*, customer: Customer, currency: str, field: str = "currency") -> None:
     if currency != customer.currency:
         raise ValidationFailed(
-            f"Currency {currency} differs from the customer's billing currency {customer.currency}.", field=field
+            f"Currency {currency} differs from the customer's billing currency {customer.currency}.",
+            field=field,
         )
 
 
@@ -141,7 +142,10 @@ def payment_create(
     _require_fits(amount=amount, currency=currency, field="amount")
     if invoice is not None and invoice.customer_id != customer.pk:
         raise ValidationFailed("The invoice belongs to another customer.", field="invoice")
-    if rail_transaction_id and Payment.objects.filter(tenant=tenant, rail_transaction_id=rail_transaction_id).exists():
+    if (
+        rail_transaction_id
+        and Payment.objects.filter(tenant=tenant, rail_transaction_id=rail_transaction_id).exists()
+    ):
         raise Conflict("A payment with this rail transaction id exists.", field="railTransactionId")
     with audited(actor=actor, reason="payment recorded"):
         return Payment.objects.create(

@@ -11,7 +11,7 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # The development key is public; a process with DEBUG off refuses to start with it.
-DEV_SECRET_KEY = "django-insecure-ledgerflow-development-key-do-not-use-in-production"
+DEV_SECRET_KEY = "django-insecure-ledgerflow-development-key-do-not-use-in-production"  # noqa: S105
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)

@@ -19,7 +19,13 @@ class RejectNulBytesMiddleware:
                     "title": "Invalid input",
                     "status": 400,
                     "detail": "The URL contains a NUL character.",
-                    "errors": [{"field": "url", "message": "NUL characters are not allowed.", "code": "null_characters_not_allowed"}],
+                    "errors": [
+                        {
+                            "field": "url",
+                            "message": "NUL characters are not allowed.",
+                            "code": "null_characters_not_allowed",
+                        }
+                    ],
                 },
                 status=400,
                 content_type="application/problem+json",

@@ -20,7 +20,15 @@ class _ReadOnlyInline(admin.TabularInline):
 
 class InvoiceItemInline(_ReadOnlyInline):
     model = InvoiceItem
-    fields = ["position", "description", "quantity", "unit_amount", "amount", "tax_rate", "available_to_credit_amount"]
+    fields = [
+        "position",
+        "description",
+        "quantity",
+        "unit_amount",
+        "amount",
+        "tax_rate",
+        "available_to_credit_amount",
+    ]
 
 
 class TaxItemInline(_ReadOnlyInline):
@@ -31,12 +39,31 @@ class TaxItemInline(_ReadOnlyInline):
 
 class AdjustmentInline(_ReadOnlyInline):
     model = InvoiceAdjustment
-    fields = ["type", "amount", "invoice_item", "tax_item", "reason", "source", "idempotency_key", "created_at"]
+    fields = [
+        "type",
+        "amount",
+        "invoice_item",
+        "tax_item",
+        "reason",
+        "source",
+        "idempotency_key",
+        "created_at",
+    ]
 
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
-    list_display = ["__str__", "tenant", "customer", "status", "currency", "total", "balance", "issue_date", "due_date"]
+    list_display = [
+        "__str__",
+        "tenant",
+        "customer",
+        "status",
+        "currency",
+        "total",
+        "balance",
+        "issue_date",
+        "due_date",
+    ]
     list_filter = ["tenant", "status", "currency"]
     search_fields = ["number", "customer__name"]
     inlines = [InvoiceItemInline, TaxItemInline, AdjustmentInline]
@@ -56,7 +83,12 @@ class InvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.action(description="Cancel selected invoices")
     def cancel(self, request, queryset):
         actor = Actor.for_user(request.user)
-        _run(self, request, queryset, lambda i: services.invoice_cancel(invoice=i, actor=actor, reason="cancelled in the admin"))
+        _run(
+            self,
+            request,
+            queryset,
+            lambda i: services.invoice_cancel(invoice=i, actor=actor, reason="cancelled in the admin"),
+        )
 
 
 @admin.register(InvoiceAdjustment)
@@ -68,3 +100,16 @@ class InvoiceAdjustmentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 @admin.register(InvoiceNumberSequence)
 class InvoiceNumberSequenceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_display = ["tenant", "year", "last_value"]
+
+
+@admin.register(InvoiceItem)
+class InvoiceItemAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    list_display = ["invoice", "position", "description", "amount", "tax_rate", "available_to_credit_amount"]
+    list_filter = ["tenant"]
+    search_fields = ["description", "invoice__number"]
+
+
+@admin.register(TaxItem)
+class TaxItemAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    list_display = ["invoice", "invoice_item", "name", "rate", "amount", "available_to_credit_amount"]
+    list_filter = ["tenant", "name"]

@@ -15,7 +15,6 @@ from core.api.serializers import (
     JSONObjectField,
     QuantityField,
     RateField,
-    StrictModelSerializer,
     StrictSerializer,
     TenantScopedPrimaryKeyRelatedField,
     UnitAmountField,
@@ -29,7 +28,15 @@ from invoicing.models import Invoice, InvoiceItem, TaxItem
 class TaxItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = TaxItem
-        fields = ["id", "invoice_item", "name", "rate", "taxable_amount", "amount", "available_to_credit_amount"]
+        fields = [
+            "id",
+            "invoice_item",
+            "name",
+            "rate",
+            "taxable_amount",
+            "amount",
+            "available_to_credit_amount",
+        ]
         read_only_fields = fields
 
 
@@ -37,8 +44,17 @@ class InvoiceItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = InvoiceItem
         fields = [
-            "id", "position", "description", "quantity", "unit_amount", "amount", "tax_rate",
-            "available_to_credit_amount", "charge", "subscription", "details",
+            "id",
+            "position",
+            "description",
+            "quantity",
+            "unit_amount",
+            "amount",
+            "tax_rate",
+            "available_to_credit_amount",
+            "charge",
+            "subscription",
+            "details",
         ]
         read_only_fields = fields
 
@@ -50,9 +66,30 @@ class InvoiceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Invoice
         fields = [
-            "id", "number", "customer", "currency", "status", "issue_date", "due_date", "period_start", "period_end",
-            "subtotal", "tax_total", "total", "amount_paid", "amount_credited", "balance", "memo", "sent_at",
-            "paid_at", "cancelled_at", "written_off_at", "created_at", "updated_at", "items", "tax_items",
+            "id",
+            "number",
+            "customer",
+            "currency",
+            "status",
+            "issue_date",
+            "due_date",
+            "period_start",
+            "period_end",
+            "subtotal",
+            "tax_total",
+            "total",
+            "amount_paid",
+            "amount_credited",
+            "balance",
+            "memo",
+            "sent_at",
+            "paid_at",
+            "cancelled_at",
+            "written_off_at",
+            "created_at",
+            "updated_at",
+            "items",
+            "tax_items",
         ]
         read_only_fields = fields
 
@@ -75,7 +112,9 @@ class InvoiceCreateSerializer(StrictSerializer):
 
     def validate(self, attrs):
         if not attrs.get("items") and not attrs.get("charges"):
-            raise serializers.ValidationError({"items": ["Give at least one item or charge."]}, code="required")
+            raise serializers.ValidationError(
+                {"items": ["Give at least one item or charge."]}, code="required"
+            )
         start, end = attrs.get("period_start"), attrs.get("period_end")
         if start and end and end < start:
             raise serializers.ValidationError({"period_end": ["The period ends before it starts."]})
@@ -88,7 +127,9 @@ class InvoiceIssueSerializer(StrictSerializer):
 
 
 class InvoiceCancelSerializer(StrictSerializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="cancelled over the API")
+    reason = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default="cancelled over the API"
+    )
 
 
 class InvoiceFilter(django_filters.FilterSet):
@@ -114,7 +155,9 @@ class InvoiceFilter(django_filters.FilterSet):
         return queryset.filter(period_start__year=int(match[1]), period_start__month=int(match[2]))
 
 
-class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+class InvoiceViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
+):
     queryset = Invoice.objects.prefetch_related("items", "tax_items")
     serializer_class = InvoiceSerializer
     filterset_class = InvoiceFilter
@@ -158,7 +201,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Idempoten
         invoice = self.get_object()
         body = InvoiceCancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        invoice = services.invoice_cancel(invoice=invoice, actor=self.actor, reason=body.validated_data["reason"])
+        invoice = services.invoice_cancel(
+            invoice=invoice, actor=self.actor, reason=body.validated_data["reason"]
+        )
         return Response(InvoiceSerializer(self.get_queryset().get(pk=invoice.pk)).data)
-
-

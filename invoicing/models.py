@@ -12,7 +12,7 @@ class Invoice(models.Model):
     tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="invoices")
     customer = models.ForeignKey("billing.Customer", on_delete=models.PROTECT, related_name="invoices")
     # Allocated when the invoice is issued, gapless per tenant and year; drafts have none.
-    number = models.CharField(max_length=40, null=True, blank=True)
+    number = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001 - unique, so drafts hold NULL
     currency = currency_field()
     status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     issue_date = models.DateField(null=True, blank=True)
@@ -40,18 +40,24 @@ class Invoice(models.Model):
             models.UniqueConstraint(fields=["tenant", "number"], name="invoice_unique_number_per_tenant"),
             models.CheckConstraint(condition=Q(subtotal__gte=0), name="invoice_subtotal_non_negative"),
             models.CheckConstraint(condition=Q(tax_total__gte=0), name="invoice_tax_total_non_negative"),
-            models.CheckConstraint(condition=Q(total=F("subtotal") + F("tax_total")), name="invoice_total_is_sum"),
+            models.CheckConstraint(
+                condition=Q(total=F("subtotal") + F("tax_total")), name="invoice_total_is_sum"
+            ),
             models.CheckConstraint(condition=Q(amount_paid__gte=0), name="invoice_amount_paid_non_negative"),
             models.CheckConstraint(
                 condition=Q(balance=F("total") - F("amount_paid") - F("amount_credited")),
                 name="invoice_balance_equation",
             ),
             models.CheckConstraint(
-                condition=Q(status=InvoiceStatus.DRAFT) | Q(status=InvoiceStatus.CANCELLED) | Q(number__isnull=False),
+                condition=Q(status=InvoiceStatus.DRAFT)
+                | Q(status=InvoiceStatus.CANCELLED)
+                | Q(number__isnull=False),
                 name="invoice_issued_has_number",
             ),
             models.CheckConstraint(
-                condition=Q(period_start__isnull=True) | Q(period_end__isnull=True) | Q(period_end__gte=F("period_start")),
+                condition=Q(period_start__isnull=True)
+                | Q(period_end__isnull=True)
+                | Q(period_end__gte=F("period_start")),
                 name="invoice_period_ordered",
             ),
         ]
@@ -87,7 +93,9 @@ class InvoiceItem(models.Model):
         ordering = ["invoice_id", "position", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="invoice_item_amount_non_negative"),
-            models.CheckConstraint(condition=Q(available_to_credit_amount__gte=0), name="invoice_item_available_non_negative"),
+            models.CheckConstraint(
+                condition=Q(available_to_credit_amount__gte=0), name="invoice_item_available_non_negative"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -110,7 +118,9 @@ class TaxItem(models.Model):
         ordering = ["invoice_id", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="tax_item_amount_non_negative"),
-            models.CheckConstraint(condition=Q(available_to_credit_amount__gte=0), name="tax_item_available_non_negative"),
+            models.CheckConstraint(
+                condition=Q(available_to_credit_amount__gte=0), name="tax_item_available_non_negative"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -122,8 +132,12 @@ class InvoiceAdjustment(models.Model):
 
     tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="adjustments")
-    invoice_item = models.ForeignKey(InvoiceItem, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments")
-    tax_item = models.ForeignKey(TaxItem, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments")
+    invoice_item = models.ForeignKey(
+        InvoiceItem, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments"
+    )
+    tax_item = models.ForeignKey(
+        TaxItem, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments"
+    )
     type = models.CharField(max_length=8, choices=AdjustmentType.choices)
     amount = amount_field()
     reason = models.CharField(max_length=200)
@@ -136,10 +150,15 @@ class InvoiceAdjustment(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="adjustment_unique_idempotency_key"),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"], name="adjustment_unique_idempotency_key"
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="adjustment_amount_positive"),
             models.CheckConstraint(
-                condition=(Q(invoice_item__isnull=False, tax_item__isnull=True) | Q(invoice_item__isnull=True, tax_item__isnull=False)),
+                condition=(
+                    Q(invoice_item__isnull=False, tax_item__isnull=True)
+                    | Q(invoice_item__isnull=True, tax_item__isnull=False)
+                ),
                 name="adjustment_targets_one_line",
             ),
         ]
@@ -157,4 +176,9 @@ class InvoiceNumberSequence(models.Model):
     last_value = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "year"], name="invoice_sequence_unique_year")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "year"], name="invoice_sequence_unique_year")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.year}: {self.last_value}"

@@ -111,7 +111,9 @@ def invoice_create_draft(
                 raise Conflict("A charge is already billed or belongs to another customer.", field="charges")
             for charge in Charge.objects.filter(invoice=invoice).order_by("occurred_at", "id"):
                 if charge.currency != currency:
-                    raise ValidationFailed("A charge is in another currency than the customer.", field="charges")
+                    raise ValidationFailed(
+                        "A charge is in another currency than the customer.", field="charges"
+                    )
                 all_lines.append(
                     DraftLine(
                         description=charge.description,
@@ -186,7 +188,10 @@ def invoice_cancel(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
         locked = _lock(invoice)
         INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.CANCELLED)
         if locked.amount_paid > ZERO:
-            raise Conflict("An invoice with payments applied cannot be cancelled.", extra={"amountPaid": str(locked.amount_paid)})
+            raise Conflict(
+                "An invoice with payments applied cannot be cancelled.",
+                extra={"amountPaid": str(locked.amount_paid)},
+            )
         locked.status = InvoiceStatus.CANCELLED
         locked.cancelled_at = timezone.now()
         locked.save(update_fields=["status", "cancelled_at", "updated_at"])
@@ -198,7 +203,9 @@ def invoices_mark_overdue(*, tenant: Tenant | None = None, today: date | None = 
     """Every open invoice past its due date and not fully paid becomes overdue. Returns the count."""
     today = today or business_today()
     candidates = Invoice.objects.filter(
-        status__in=[InvoiceStatus.PAYMENT_DUE, InvoiceStatus.PARTIALLY_PAID], due_date__lt=today, balance__gt=ZERO
+        status__in=[InvoiceStatus.PAYMENT_DUE, InvoiceStatus.PARTIALLY_PAID],
+        due_date__lt=today,
+        balance__gt=ZERO,
     )
     if tenant is not None:
         candidates = candidates.filter(tenant=tenant)
@@ -229,12 +236,16 @@ def invoice_adjust(
     line_model = InvoiceItem if invoice_item is not None else TaxItem
     line_id = (invoice_item or tax_item).pk
     with audited(actor=actor, reason=reason):
-        existing = InvoiceAdjustment.objects.filter(tenant_id=invoice.tenant_id, idempotency_key=idempotency_key).first()
+        existing = InvoiceAdjustment.objects.filter(
+            tenant_id=invoice.tenant_id, idempotency_key=idempotency_key
+        ).first()
         if existing is not None:
             return existing
         locked = _lock(invoice)
         if locked.status not in OPEN_STATUSES:
-            raise Conflict("Only an issued, unsettled invoice can be adjusted.", extra={"currentStatus": locked.status})
+            raise Conflict(
+                "Only an issued, unsettled invoice can be adjusted.", extra={"currentStatus": locked.status}
+            )
         line = line_model.objects.select_for_update().get(pk=line_id, invoice=locked)
         signed = amount if type == AdjustmentType.CREDIT else -amount
         if type == AdjustmentType.CREDIT and amount > line.available_to_credit_amount:
@@ -270,4 +281,3 @@ def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
         invoice.save(update_fields=["sent_at", "updated_at"])
     log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
     return True
-

@@ -15,7 +15,9 @@ from invoicing import services
 )
 def send_invoice_email(self, invoice_id: int) -> bool:
     """Email one issued invoice; running it twice sends it once."""
-    return services.invoice_send_email(invoice_id=invoice_id, actor=Actor.for_task(self.name, self.request.id))
+    return services.invoice_send_email(
+        invoice_id=invoice_id, actor=Actor.for_task(self.name, self.request.id)
+    )
 
 
 @shared_task(name="invoicing.mark_overdue_invoices", bind=True)

@@ -58,8 +58,15 @@ def draft_invoice(tenant_a, customer, actor):
         actor=actor,
         customer=customer,
         lines=[
-            invoicing_services.DraftLine(description="Navigation fee", quantity=Decimal("2"), unit_amount=Decimal("50.00"), tax_rate=Decimal("0.19")),
-            invoicing_services.DraftLine(description="Handling", quantity=Decimal("1"), unit_amount=Decimal("10.00")),
+            invoicing_services.DraftLine(
+                description="Navigation fee",
+                quantity=Decimal("2"),
+                unit_amount=Decimal("50.00"),
+                tax_rate=Decimal("0.19"),
+            ),
+            invoicing_services.DraftLine(
+                description="Handling", quantity=Decimal("1"), unit_amount=Decimal("10.00")
+            ),
         ],
     )
 
@@ -78,7 +85,9 @@ def celery_worker(transactional_db):
     from config.celery_app import app
 
     app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["default", "io"], shutdown_timeout=30) as worker:
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=["default", "io"], shutdown_timeout=30
+    ) as worker:
         yield worker
     # The worker thread keeps its connection between tasks (CELERY_DB_REUSE_MAX); end it so the
     # test database can be flushed and dropped.

@@ -77,7 +77,9 @@ class ChargeFactory(factory.django.DjangoModelFactory):
     currency = factory.SelfAttribute("customer.currency")
     tax_rate = Decimal("0.19")
     occurred_at = factory.LazyFunction(timezone.now)
-    details = factory.LazyFunction(lambda: {"aircraft": "D-ABCD", "route": "EDDF-LFPG", "firs": ["EDGG", "LFFF"]})
+    details = factory.LazyFunction(
+        lambda: {"aircraft": "D-ABCD", "route": "EDDF-LFPG", "firs": ["EDGG", "LFFF"]}
+    )
 
 
 class PaymentFactory(factory.django.DjangoModelFactory):

@@ -5,31 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), db_index=True)),
-                ('actor_type', models.CharField(max_length=16)),
-                ('actor_id', models.CharField(blank=True, max_length=64)),
-                ('actor_label', models.CharField(blank=True, max_length=200)),
-                ('action', models.CharField(choices=[('created', 'Created'), ('updated', 'Updated'), ('deleted', 'Deleted')], max_length=16)),
-                ('object_type', models.CharField(max_length=64)),
-                ('object_id', models.BigIntegerField()),
-                ('old_values', models.JSONField(null=True)),
-                ('new_values', models.JSONField(null=True)),
-                ('reason', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "occurred_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), db_index=True),
+                ),
+                ("actor_type", models.CharField(max_length=16)),
+                ("actor_id", models.CharField(blank=True, max_length=64)),
+                ("actor_label", models.CharField(blank=True, max_length=200)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[("created", "Created"), ("updated", "Updated"), ("deleted", "Deleted")],
+                        max_length=16,
+                    ),
+                ),
+                ("object_type", models.CharField(max_length=64)),
+                ("object_id", models.BigIntegerField()),
+                ("old_values", models.JSONField(null=True)),
+                ("new_values", models.JSONField(null=True)),
+                ("reason", models.TextField(blank=True)),
             ],
             options={
-                'db_table': 'audit_event',
-                'ordering': ['-occurred_at', '-id'],
+                "db_table": "audit_event",
+                "ordering": ["-occurred_at", "-id"],
             },
         ),
     ]

@@ -5,26 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('audit', '0001_initial'),
-        ('billing', '0001_initial'),
+        ("audit", "0001_initial"),
+        ("billing", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='event',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.tenant'),
+            model_name="event",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="billing.tenant"
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['tenant', 'object_type', 'object_id'], name='audit_event_object_idx'),
+            model_name="event",
+            index=models.Index(fields=["tenant", "object_type", "object_id"], name="audit_event_object_idx"),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['tenant', 'actor_type', 'actor_id'], name='audit_event_actor_idx'),
+            model_name="event",
+            index=models.Index(fields=["tenant", "actor_type", "actor_id"], name="audit_event_actor_idx"),
         ),
     ]

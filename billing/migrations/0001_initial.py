@@ -5,109 +5,192 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Charge',
+            name="Charge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('description', models.CharField(max_length=500)),
-                ('quantity', models.DecimalField(decimal_places=6, default=1, max_digits=18)),
-                ('unit_amount', models.DecimalField(decimal_places=6, max_digits=24)),
-                ('currency', models.CharField(max_length=3)),
-                ('tax_rate', models.DecimalField(blank=True, decimal_places=6, max_digits=9, null=True)),
-                ('occurred_at', models.DateTimeField()),
-                ('details', models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("description", models.CharField(max_length=500)),
+                ("quantity", models.DecimalField(decimal_places=6, default=1, max_digits=18)),
+                ("unit_amount", models.DecimalField(decimal_places=6, max_digits=24)),
+                ("currency", models.CharField(max_length=3)),
+                ("tax_rate", models.DecimalField(blank=True, decimal_places=6, max_digits=9, null=True)),
+                ("occurred_at", models.DateTimeField()),
+                (
+                    "details",
+                    models.JSONField(
+                        blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Customer',
+            name="Customer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_ref', models.CharField(blank=True, max_length=100)),
-                ('name', models.CharField(max_length=200)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('currency', models.CharField(max_length=3)),
-                ('address_line1', models.CharField(blank=True, max_length=200)),
-                ('address_line2', models.CharField(blank=True, max_length=200)),
-                ('city', models.CharField(blank=True, max_length=100)),
-                ('postal_code', models.CharField(blank=True, max_length=20)),
-                ('country', models.CharField(blank=True, max_length=2)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_ref", models.CharField(blank=True, max_length=100)),
+                ("name", models.CharField(max_length=200)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                ("currency", models.CharField(max_length=3)),
+                ("address_line1", models.CharField(blank=True, max_length=200)),
+                ("address_line2", models.CharField(blank=True, max_length=200)),
+                ("city", models.CharField(blank=True, max_length=100)),
+                ("postal_code", models.CharField(blank=True, max_length=20)),
+                ("country", models.CharField(blank=True, max_length=2)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Payment',
+            name="Payment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('method', models.CharField(choices=[('payment_link', 'Payment Link'), ('bank_transfer', 'Bank Transfer'), ('gateway', 'Gateway'), ('offline', 'Offline')], max_length=16)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('currency', models.CharField(max_length=3)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processing', 'Processing'), ('completed', 'Completed'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('rail_transaction_id', models.CharField(blank=True, max_length=100)),
-                ('reference', models.CharField(blank=True, max_length=200)),
-                ('failure_reason', models.CharField(blank=True, max_length=500)),
-                ('initiated_at', models.DateTimeField(auto_now_add=True)),
-                ('processing_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('failed_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "method",
+                    models.CharField(
+                        choices=[
+                            ("payment_link", "Payment Link"),
+                            ("bank_transfer", "Bank Transfer"),
+                            ("gateway", "Gateway"),
+                            ("offline", "Offline"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                ("currency", models.CharField(max_length=3)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processing", "Processing"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("rail_transaction_id", models.CharField(blank=True, max_length=100)),
+                ("reference", models.CharField(blank=True, max_length=200)),
+                ("failure_reason", models.CharField(blank=True, max_length=500)),
+                ("initiated_at", models.DateTimeField(auto_now_add=True)),
+                ("processing_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("failed_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('plan_name', models.CharField(max_length=200)),
-                ('unit_price', models.DecimalField(decimal_places=6, max_digits=24)),
-                ('quantity', models.DecimalField(decimal_places=6, default=1, max_digits=18)),
-                ('currency', models.CharField(max_length=3)),
-                ('billing_cadence', models.CharField(choices=[('monthly', 'Monthly'), ('quarterly', 'Quarterly'), ('yearly', 'Yearly')], default='monthly', max_length=16)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('cancelled', 'Cancelled')], default='active', max_length=16)),
-                ('started_on', models.DateField()),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('cancellation_source', models.CharField(blank=True, choices=[('MMA', 'Mma'), ('AUTOCANCEL', 'Autocancel'), ('SALESFORCE', 'Salesforce'), ('UI', 'Ui'), ('API', 'Api')], max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("plan_name", models.CharField(max_length=200)),
+                ("unit_price", models.DecimalField(decimal_places=6, max_digits=24)),
+                ("quantity", models.DecimalField(decimal_places=6, default=1, max_digits=18)),
+                ("currency", models.CharField(max_length=3)),
+                (
+                    "billing_cadence",
+                    models.CharField(
+                        choices=[("monthly", "Monthly"), ("quarterly", "Quarterly"), ("yearly", "Yearly")],
+                        default="monthly",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("cancelled", "Cancelled")],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("started_on", models.DateField()),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "cancellation_source",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("MMA", "Mma"),
+                            ("AUTOCANCEL", "Autocancel"),
+                            ("SALESFORCE", "Salesforce"),
+                            ("UI", "Ui"),
+                            ("API", "Api"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('default_currency', models.CharField(default='EUR', max_length=3)),
-                ('invoice_number_prefix', models.CharField(default='INV', max_length=16)),
-                ('payment_terms_days', models.PositiveSmallIntegerField(default=30)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("default_currency", models.CharField(default="EUR", max_length=3)),
+                ("invoice_number_prefix", models.CharField(default="INV", max_length=16)),
+                ("payment_terms_days", models.PositiveSmallIntegerField(default=30)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
     ]

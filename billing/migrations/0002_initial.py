@@ -6,126 +6,212 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('billing', '0001_initial'),
-        ('invoicing', '0001_initial'),
+        ("billing", "0001_initial"),
+        ("invoicing", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='charge',
-            name='invoice',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='charges', to='invoicing.invoice'),
+            model_name="charge",
+            name="invoice",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="charges",
+                to="invoicing.invoice",
+            ),
         ),
         migrations.AddField(
-            model_name='charge',
-            name='customer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='charges', to='billing.customer'),
+            model_name="charge",
+            name="customer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="charges", to="billing.customer"
+            ),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL),
+            model_name="membership",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="memberships",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='customer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='payments', to='billing.customer'),
+            model_name="payment",
+            name="customer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="payments", to="billing.customer"
+            ),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='invoice',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='payments', to='invoicing.invoice'),
+            model_name="payment",
+            name="invoice",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="payments",
+                to="invoicing.invoice",
+            ),
         ),
         migrations.AddField(
-            model_name='subscription',
-            name='customer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='billing.customer'),
+            model_name="subscription",
+            name="customer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="subscriptions",
+                to="billing.customer",
+            ),
         ),
         migrations.AddField(
-            model_name='charge',
-            name='subscription',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='charges', to='billing.subscription'),
+            model_name="charge",
+            name="subscription",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="charges",
+                to="billing.subscription",
+            ),
         ),
         migrations.AddField(
-            model_name='subscription',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='billing.tenant'),
+            model_name="subscription",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="subscriptions", to="billing.tenant"
+            ),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='payments', to='billing.tenant'),
+            model_name="payment",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="payments", to="billing.tenant"
+            ),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='billing.tenant'),
+            model_name="membership",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="billing.tenant"
+            ),
         ),
         migrations.AddField(
-            model_name='customer',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='customers', to='billing.tenant'),
+            model_name="customer",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="customers", to="billing.tenant"
+            ),
         ),
         migrations.AddField(
-            model_name='charge',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='charges', to='billing.tenant'),
+            model_name="charge",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="charges", to="billing.tenant"
+            ),
         ),
         migrations.AddIndex(
-            model_name='subscription',
-            index=models.Index(fields=['tenant', 'status', 'cancelled_at'], name='subscription_cancel_idx'),
+            model_name="subscription",
+            index=models.Index(fields=["tenant", "status", "cancelled_at"], name="subscription_cancel_idx"),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('unit_price__gte', 0)), name='subscription_unit_price_non_negative'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("unit_price__gte", 0)), name="subscription_unit_price_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('quantity__gt', 0)), name='subscription_quantity_positive'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("quantity__gt", 0)), name="subscription_quantity_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('cancellation_source', ''), ('cancelled_at__isnull', True), ('status', 'active')), models.Q(('cancelled_at__isnull', False), ('status', 'cancelled'), models.Q(('cancellation_source', ''), _negated=True)), _connector='OR'), name='subscription_cancellation_consistent'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("cancellation_source", ""), ("cancelled_at__isnull", True), ("status", "active")
+                    ),
+                    models.Q(
+                        ("cancelled_at__isnull", False),
+                        ("status", "cancelled"),
+                        models.Q(("cancellation_source", ""), _negated=True),
+                    ),
+                    _connector="OR",
+                ),
+                name="subscription_cancellation_consistent",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='payment',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='payment_amount_positive'),
+            model_name="payment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gt", 0)), name="payment_amount_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='payment',
-            constraint=models.UniqueConstraint(condition=models.Q(('rail_transaction_id', ''), _negated=True), fields=('tenant', 'rail_transaction_id'), name='payment_unique_rail_transaction'),
+            model_name="payment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("rail_transaction_id", ""), _negated=True),
+                fields=("tenant", "rail_transaction_id"),
+                name="payment_unique_rail_transaction",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='payment',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'completed'), _negated=True), ('completed_at__isnull', False), _connector='OR'), name='payment_completed_has_timestamp'),
+            model_name="payment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "completed"), _negated=True),
+                    ("completed_at__isnull", False),
+                    _connector="OR",
+                ),
+                name="payment_completed_has_timestamp",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('tenant', 'user'), name='membership_unique_tenant_user'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "user"), name="membership_unique_tenant_user"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='customer',
-            constraint=models.UniqueConstraint(condition=models.Q(('external_ref', ''), _negated=True), fields=('tenant', 'external_ref'), name='customer_unique_external_ref'),
+            model_name="customer",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("external_ref", ""), _negated=True),
+                fields=("tenant", "external_ref"),
+                name="customer_unique_external_ref",
+            ),
         ),
         migrations.AddIndex(
-            model_name='charge',
-            index=models.Index(fields=['tenant', 'customer', 'invoice'], name='charge_unbilled_idx'),
+            model_name="charge",
+            index=models.Index(fields=["tenant", "customer", "invoice"], name="charge_unbilled_idx"),
         ),
         migrations.AddConstraint(
-            model_name='charge',
-            constraint=models.CheckConstraint(condition=models.Q(('quantity__gt', 0)), name='charge_quantity_positive'),
+            model_name="charge",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("quantity__gt", 0)), name="charge_quantity_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='charge',
-            constraint=models.CheckConstraint(condition=models.Q(('unit_amount__gte', 0)), name='charge_unit_amount_non_negative'),
+            model_name="charge",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("unit_amount__gte", 0)), name="charge_unit_amount_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='charge',
-            constraint=models.CheckConstraint(condition=models.Q(('tax_rate__isnull', True), models.Q(('tax_rate__gte', 0), ('tax_rate__lte', 1)), _connector='OR'), name='charge_tax_rate_between_0_and_1'),
+            model_name="charge",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("tax_rate__isnull", True),
+                    models.Q(("tax_rate__gte", 0), ("tax_rate__lte", 1)),
+                    _connector="OR",
+                ),
+                name="charge_tax_rate_between_0_and_1",
+            ),
         ),
     ]

@@ -4,27 +4,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0002_initial'),
+        ("billing", "0002_initial"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='subscription',
-            name='subscription_cancellation_consistent',
+            model_name="subscription",
+            name="subscription_cancellation_consistent",
         ),
         migrations.AlterField(
-            model_name='subscription',
-            name='cancellation_source',
-            field=models.CharField(blank=True, choices=[('MMA', 'Mma'), ('AUTOCANCEL', 'Autocancel'), ('SALESFORCE', 'Salesforce'), ('UI', 'Ui'), ('API', 'Api')], max_length=16, null=True),
+            model_name="subscription",
+            name="cancellation_source",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("MMA", "Mma"),
+                    ("AUTOCANCEL", "Autocancel"),
+                    ("SALESFORCE", "Salesforce"),
+                    ("UI", "Ui"),
+                    ("API", "Api"),
+                ],
+                max_length=16,
+                null=True,
+            ),
         ),
         migrations.RunSQL(
             "UPDATE billing_subscription SET cancellation_source = NULL WHERE cancellation_source = ''",
             migrations.RunSQL.noop,
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('cancellation_source__isnull', True), ('cancelled_at__isnull', True), ('status', 'active')), models.Q(('cancellation_source__isnull', False), ('cancelled_at__isnull', False), ('status', 'cancelled')), _connector='OR'), name='subscription_cancellation_consistent'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("cancellation_source__isnull", True),
+                        ("cancelled_at__isnull", True),
+                        ("status", "active"),
+                    ),
+                    models.Q(
+                        ("cancellation_source__isnull", False),
+                        ("cancelled_at__isnull", False),
+                        ("status", "cancelled"),
+                    ),
+                    _connector="OR",
+                ),
+                name="subscription_cancellation_consistent",
+            ),
         ),
     ]

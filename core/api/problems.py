@@ -61,7 +61,11 @@ def flatten_errors(detail: Any, prefix: str = "") -> list[dict[str, str]]:
                 errors.extend(flatten_errors(value, prefix))
     else:
         errors.append(
-            {"field": prefix or "body", "message": str(detail), "code": getattr(detail, "code", None) or "invalid"}
+            {
+                "field": prefix or "body",
+                "message": str(detail),
+                "code": getattr(detail, "code", None) or "invalid",
+            }
         )
     return errors
 
@@ -86,7 +90,12 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         errors = [{"field": exc.field, "message": exc.detail, "code": exc.code}] if exc.field else None
         return problem(
-            status_code=exc.status, code=exc.code, title=exc.title, detail=exc.detail, errors=errors, extra=exc.extra
+            status_code=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            errors=errors,
+            extra=exc.extra,
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -96,7 +105,9 @@ def problem_exception_handler(exc, context):
         # A database constraint caught what validation did not: the client's data conflicts.
         log.warning("api.constraint_violation", error=str(exc))
         return problem(
-            status_code=status.HTTP_409_CONFLICT if isinstance(exc, IntegrityError) else status.HTTP_400_BAD_REQUEST,
+            status_code=status.HTTP_409_CONFLICT
+            if isinstance(exc, IntegrityError)
+            else status.HTTP_400_BAD_REQUEST,
             code="constraint-violation" if isinstance(exc, IntegrityError) else "invalid-value",
             title="Conflicts with existing data" if isinstance(exc, IntegrityError) else "Invalid value",
             detail="The request conflicts with the current state of the data or violates a rule.",
@@ -116,5 +127,10 @@ def problem_exception_handler(exc, context):
         detail = str(exc.detail) if hasattr(exc, "detail") else title
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Allow", "Retry-After")}
     return problem(
-        status_code=response.status_code, code=code, title=title, detail=detail, errors=errors, headers=headers
+        status_code=response.status_code,
+        code=code,
+        title=title,
+        detail=detail,
+        errors=errors,
+        headers=headers,
     )

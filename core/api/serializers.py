@@ -17,7 +17,9 @@ class StrictSerializerMixin:
             known = set(self.fields)
             unknown = sorted(str(key) for key in data if key not in known)
             if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
+                raise serializers.ValidationError(
+                    {key: ["Unknown field."] for key in unknown}, code="unknown_field"
+                )
         return super().to_internal_value(data)
 
 

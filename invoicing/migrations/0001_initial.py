@@ -7,181 +7,396 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('billing', '0001_initial'),
+        ("billing", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Invoice',
+            name="Invoice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.CharField(blank=True, max_length=40, null=True)),
-                ('currency', models.CharField(max_length=3)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('payment_due', 'Payment Due'), ('partially_paid', 'Partially Paid'), ('overdue', 'Overdue'), ('paid', 'Paid'), ('cancelled', 'Cancelled'), ('written_off', 'Written Off')], default='draft', max_length=16)),
-                ('issue_date', models.DateField(blank=True, null=True)),
-                ('due_date', models.DateField(blank=True, null=True)),
-                ('period_start', models.DateField(blank=True, null=True)),
-                ('period_end', models.DateField(blank=True, null=True)),
-                ('subtotal', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('tax_total', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('total', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('amount_paid', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('amount_credited', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('balance', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('memo', models.TextField(blank=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('paid_at', models.DateTimeField(blank=True, null=True)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('written_off_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='billing.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.CharField(blank=True, max_length=40, null=True)),
+                ("currency", models.CharField(max_length=3)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("payment_due", "Payment Due"),
+                            ("partially_paid", "Partially Paid"),
+                            ("overdue", "Overdue"),
+                            ("paid", "Paid"),
+                            ("cancelled", "Cancelled"),
+                            ("written_off", "Written Off"),
+                        ],
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("issue_date", models.DateField(blank=True, null=True)),
+                ("due_date", models.DateField(blank=True, null=True)),
+                ("period_start", models.DateField(blank=True, null=True)),
+                ("period_end", models.DateField(blank=True, null=True)),
+                ("subtotal", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("tax_total", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("total", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("amount_paid", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("amount_credited", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("balance", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("memo", models.TextField(blank=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("paid_at", models.DateTimeField(blank=True, null=True)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                ("written_off_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoices",
+                        to="billing.customer",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoices",
+                        to="billing.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='InvoiceItem',
+            name="InvoiceItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('description', models.CharField(max_length=500)),
-                ('quantity', models.DecimalField(decimal_places=6, max_digits=18)),
-                ('unit_amount', models.DecimalField(decimal_places=6, max_digits=24)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('tax_rate', models.DecimalField(blank=True, decimal_places=6, max_digits=9, null=True)),
-                ('available_to_credit_amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('details', models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('charge', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='invoice_item', to='billing.charge')),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='invoicing.invoice')),
-                ('subscription', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='invoice_items', to='billing.subscription')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("description", models.CharField(max_length=500)),
+                ("quantity", models.DecimalField(decimal_places=6, max_digits=18)),
+                ("unit_amount", models.DecimalField(decimal_places=6, max_digits=24)),
+                ("amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                ("tax_rate", models.DecimalField(blank=True, decimal_places=6, max_digits=9, null=True)),
+                ("available_to_credit_amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                (
+                    "details",
+                    models.JSONField(
+                        blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder
+                    ),
+                ),
+                (
+                    "charge",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoice_item",
+                        to="billing.charge",
+                    ),
+                ),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="invoicing.invoice",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoice_items",
+                        to="billing.subscription",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="billing.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['invoice_id', 'position', 'id'],
+                "ordering": ["invoice_id", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='InvoiceNumberSequence',
+            name="InvoiceNumberSequence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('year', models.PositiveSmallIntegerField()),
-                ('last_value', models.PositiveIntegerField(default=0)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("year", models.PositiveSmallIntegerField()),
+                ("last_value", models.PositiveIntegerField(default=0)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="billing.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TaxItem',
+            name="TaxItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(default='VAT', max_length=100)),
-                ('rate', models.DecimalField(decimal_places=6, max_digits=9)),
-                ('taxable_amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('available_to_credit_amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tax_items', to='invoicing.invoice')),
-                ('invoice_item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tax_items', to='invoicing.invoiceitem')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(default="VAT", max_length=100)),
+                ("rate", models.DecimalField(decimal_places=6, max_digits=9)),
+                ("taxable_amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                ("amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                ("available_to_credit_amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tax_items",
+                        to="invoicing.invoice",
+                    ),
+                ),
+                (
+                    "invoice_item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tax_items",
+                        to="invoicing.invoiceitem",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="billing.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['invoice_id', 'id'],
+                "ordering": ["invoice_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='InvoiceAdjustment',
+            name="InvoiceAdjustment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('credit', 'Credit'), ('charge', 'Charge')], max_length=8)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('reason', models.CharField(max_length=200)),
-                ('source', models.CharField(max_length=32)),
-                ('idempotency_key', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='adjustments', to='invoicing.invoice')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.tenant')),
-                ('invoice_item', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='adjustments', to='invoicing.invoiceitem')),
-                ('tax_item', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='adjustments', to='invoicing.taxitem')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(choices=[("credit", "Credit"), ("charge", "Charge")], max_length=8),
+                ),
+                ("amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                ("reason", models.CharField(max_length=200)),
+                ("source", models.CharField(max_length=32)),
+                ("idempotency_key", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adjustments",
+                        to="invoicing.invoice",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="billing.tenant"
+                    ),
+                ),
+                (
+                    "invoice_item",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adjustments",
+                        to="invoicing.invoiceitem",
+                    ),
+                ),
+                (
+                    "tax_item",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adjustments",
+                        to="invoicing.taxitem",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddIndex(
-            model_name='invoice',
-            index=models.Index(fields=['tenant', 'status', 'due_date'], name='invoice_status_due_idx'),
+            model_name="invoice",
+            index=models.Index(fields=["tenant", "status", "due_date"], name="invoice_status_due_idx"),
         ),
         migrations.AddIndex(
-            model_name='invoice',
-            index=models.Index(fields=['tenant', 'customer', 'period_start'], name='invoice_customer_period_idx'),
+            model_name="invoice",
+            index=models.Index(
+                fields=["tenant", "customer", "period_start"], name="invoice_customer_period_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.UniqueConstraint(fields=('tenant', 'number'), name='invoice_unique_number_per_tenant'),
+            model_name="invoice",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "number"), name="invoice_unique_number_per_tenant"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('subtotal__gte', 0)), name='invoice_subtotal_non_negative'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("subtotal__gte", 0)), name="invoice_subtotal_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('tax_total__gte', 0)), name='invoice_tax_total_non_negative'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("tax_total__gte", 0)), name="invoice_tax_total_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('total', django.db.models.expressions.CombinedExpression(models.F('subtotal'), '+', models.F('tax_total')))), name='invoice_total_is_sum'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "total",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("subtotal"), "+", models.F("tax_total")
+                        ),
+                    )
+                ),
+                name="invoice_total_is_sum",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('amount_paid__gte', 0)), name='invoice_amount_paid_non_negative'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount_paid__gte", 0)), name="invoice_amount_paid_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('balance', django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(models.F('total'), '-', models.F('amount_paid')), '-', models.F('amount_credited')))), name='invoice_balance_equation'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "balance",
+                        django.db.models.expressions.CombinedExpression(
+                            django.db.models.expressions.CombinedExpression(
+                                models.F("total"), "-", models.F("amount_paid")
+                            ),
+                            "-",
+                            models.F("amount_credited"),
+                        ),
+                    )
+                ),
+                name="invoice_balance_equation",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('status', 'draft'), ('status', 'cancelled'), ('number__isnull', False), _connector='OR'), name='invoice_issued_has_number'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status", "draft"), ("status", "cancelled"), ("number__isnull", False), _connector="OR"
+                ),
+                name="invoice_issued_has_number",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('period_start__isnull', True), ('period_end__isnull', True), ('period_end__gte', models.F('period_start')), _connector='OR'), name='invoice_period_ordered'),
+            model_name="invoice",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("period_start__isnull", True),
+                    ("period_end__isnull", True),
+                    ("period_end__gte", models.F("period_start")),
+                    _connector="OR",
+                ),
+                name="invoice_period_ordered",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceitem',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='invoice_item_amount_non_negative'),
+            model_name="invoiceitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)), name="invoice_item_amount_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceitem',
-            constraint=models.CheckConstraint(condition=models.Q(('available_to_credit_amount__gte', 0)), name='invoice_item_available_non_negative'),
+            model_name="invoiceitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("available_to_credit_amount__gte", 0)),
+                name="invoice_item_available_non_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoicenumbersequence',
-            constraint=models.UniqueConstraint(fields=('tenant', 'year'), name='invoice_sequence_unique_year'),
+            model_name="invoicenumbersequence",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "year"), name="invoice_sequence_unique_year"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taxitem',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='tax_item_amount_non_negative'),
+            model_name="taxitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)), name="tax_item_amount_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taxitem',
-            constraint=models.CheckConstraint(condition=models.Q(('available_to_credit_amount__gte', 0)), name='tax_item_available_non_negative'),
+            model_name="taxitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("available_to_credit_amount__gte", 0)),
+                name="tax_item_available_non_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceadjustment',
-            constraint=models.UniqueConstraint(fields=('tenant', 'idempotency_key'), name='adjustment_unique_idempotency_key'),
+            model_name="invoiceadjustment",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "idempotency_key"), name="adjustment_unique_idempotency_key"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceadjustment',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='adjustment_amount_positive'),
+            model_name="invoiceadjustment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gt", 0)), name="adjustment_amount_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceadjustment',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('invoice_item__isnull', False), ('tax_item__isnull', True)), models.Q(('invoice_item__isnull', True), ('tax_item__isnull', False)), _connector='OR'), name='adjustment_targets_one_line'),
+            model_name="invoiceadjustment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("invoice_item__isnull", False), ("tax_item__isnull", True)),
+                    models.Q(("invoice_item__isnull", True), ("tax_item__isnull", False)),
+                    _connector="OR",
+                ),
+                name="adjustment_targets_one_line",
+            ),
         ),
     ]

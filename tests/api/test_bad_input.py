@@ -15,7 +15,13 @@ def _counts():
 
 
 def charge(owner, **overrides):
-    body = {"customer": owner.pk, "description": "Overflight", "unitAmount": "10.00", "currency": "EUR", "occurredAt": "2026-11-01T10:00:00Z"}
+    body = {
+        "customer": owner.pk,
+        "description": "Overflight",
+        "unitAmount": "10.00",
+        "currency": "EUR",
+        "occurredAt": "2026-11-01T10:00:00Z",
+    }
     body.update(overrides)
     return body
 
@@ -29,9 +35,30 @@ def payment(owner, **overrides):
 CASES = [
     # (name, path, body builder, field named in the error)
     ("unknown field", "/api/v1/charges", lambda c: charge(c, colour="red"), "colour"),
-    ("unknown nested field", "/api/v1/invoices", lambda c: {"customer": c.pk, "items": [{"description": "x", "unitAmount": "1", "vat": "1"}]}, "items[0].vat"),
-    ("malformed datetime", "/api/v1/charges", lambda c: charge(c, occurredAt="2026-13-45T99:00:00Z"), "occurredAt"),
-    ("malformed date", "/api/v1/subscriptions", lambda c: {"customer": c.pk, "planName": "P", "unitPrice": "1.00", "currency": "EUR", "startedOn": "31/01/2026"}, "startedOn"),
+    (
+        "unknown nested field",
+        "/api/v1/invoices",
+        lambda c: {"customer": c.pk, "items": [{"description": "x", "unitAmount": "1", "vat": "1"}]},
+        "items[0].vat",
+    ),
+    (
+        "malformed datetime",
+        "/api/v1/charges",
+        lambda c: charge(c, occurredAt="2026-13-45T99:00:00Z"),
+        "occurredAt",
+    ),
+    (
+        "malformed date",
+        "/api/v1/subscriptions",
+        lambda c: {
+            "customer": c.pk,
+            "planName": "P",
+            "unitPrice": "1.00",
+            "currency": "EUR",
+            "startedOn": "31/01/2026",
+        },
+        "startedOn",
+    ),
     ("negative amount", "/api/v1/payments", lambda c: payment(c, amount="-10.00"), "amount"),
     ("zero payment", "/api/v1/payments", lambda c: payment(c, amount="0"), "amount"),
     ("over-precise amount", "/api/v1/payments", lambda c: payment(c, amount="10.001"), "amount"),
@@ -50,9 +77,29 @@ CASES = [
     ("NUL in details", "/api/v1/charges", lambda c: charge(c, details={"route": "a\x00b"}), "details"),
     ("details not an object", "/api/v1/charges", lambda c: charge(c, details=[1, 2]), "details"),
     ("invoice with no lines", "/api/v1/invoices", lambda c: {"customer": c.pk}, "items"),
-    ("period ends before it starts", "/api/v1/invoices", lambda c: {"customer": c.pk, "periodStart": "2026-02-01", "periodEnd": "2026-01-01", "items": [{"description": "x", "unitAmount": "1"}]}, "periodEnd"),
-    ("customer with unknown currency", "/api/v1/customers", lambda c: {"name": "X", "currency": "XYZ"}, "currency"),
-    ("customer with bad email", "/api/v1/customers", lambda c: {"name": "X", "currency": "EUR", "email": "not-an-email"}, "email"),
+    (
+        "period ends before it starts",
+        "/api/v1/invoices",
+        lambda c: {
+            "customer": c.pk,
+            "periodStart": "2026-02-01",
+            "periodEnd": "2026-01-01",
+            "items": [{"description": "x", "unitAmount": "1"}],
+        },
+        "periodEnd",
+    ),
+    (
+        "customer with unknown currency",
+        "/api/v1/customers",
+        lambda c: {"name": "X", "currency": "XYZ"},
+        "currency",
+    ),
+    (
+        "customer with bad email",
+        "/api/v1/customers",
+        lambda c: {"name": "X", "currency": "EUR", "email": "not-an-email"},
+        "email",
+    ),
 ]
 
 
@@ -79,7 +126,11 @@ def test_malformed_json_is_400(api):
 
 
 def test_json_number_amount_is_read_exactly(api, customer):
-    response = api.post("/api/v1/payments", data='{"customer": %d, "method": "offline", "amount": 0.10, "currency": "EUR"}' % customer.pk, content_type="application/json")
+    response = api.post(
+        "/api/v1/payments",
+        data=f'{{"customer": {customer.pk}, "method": "offline", "amount": 0.10, "currency": "EUR"}}',
+        content_type="application/json",
+    )
 
     assert response.status_code == 201
     assert response.json()["amount"] == "0.1000"
@@ -91,7 +142,9 @@ def test_nul_in_query_string_is_400(api):
     assert response.status_code == 400
 
 
-@pytest.mark.parametrize("query", ["customer=abc", "status=nonsense", "period=2026-13", "periodStart=yesterday"])
+@pytest.mark.parametrize(
+    "query", ["customer=abc", "status=nonsense", "period=2026-13", "periodStart=yesterday"]
+)
 def test_bad_filter_is_400_not_500(api, query):
     response = api.get(f"/api/v1/invoices?{query}")
 

@@ -11,7 +11,13 @@ from invoicing.models import Invoice
 
 
 def _payment_body(customer, amount="120.00"):
-    return {"customer": customer.pk, "method": "bank_transfer", "amount": amount, "currency": "EUR", "reference": "INV-1"}
+    return {
+        "customer": customer.pk,
+        "method": "bank_transfer",
+        "amount": amount,
+        "currency": "EUR",
+        "reference": "INV-1",
+    }
 
 
 def test_same_key_and_body_replays_the_first_response_without_a_duplicate(api, customer):
@@ -27,7 +33,9 @@ def test_same_key_and_body_replays_the_first_response_without_a_duplicate(api, c
 def test_same_key_with_another_body_is_422_and_creates_nothing(api, customer):
     api.post("/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="pay-2")
 
-    response = api.post("/api/v1/payments", _payment_body(customer, "99.00"), format="json", HTTP_IDEMPOTENCY_KEY="pay-2")
+    response = api.post(
+        "/api/v1/payments", _payment_body(customer, "99.00"), format="json", HTTP_IDEMPOTENCY_KEY="pay-2"
+    )
 
     assert response.status_code == 422
     assert response.json()["code"] == "idempotency-key-reused"
@@ -35,7 +43,9 @@ def test_same_key_with_another_body_is_422_and_creates_nothing(api, customer):
 
 
 def test_key_of_a_failed_request_can_be_used_again(api, customer):
-    bad = api.post("/api/v1/payments", _payment_body(customer, "-5"), format="json", HTTP_IDEMPOTENCY_KEY="pay-3")
+    bad = api.post(
+        "/api/v1/payments", _payment_body(customer, "-5"), format="json", HTTP_IDEMPOTENCY_KEY="pay-3"
+    )
     good = api.post("/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="pay-3")
 
     assert bad.status_code == 400
@@ -47,7 +57,9 @@ def test_keys_are_scoped_per_tenant(api, customer, tenant_b):
 
     other = CustomerFactory(tenant=tenant_b.tenant)
     a = api.post("/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="shared")
-    b = tenant_b.client.post("/api/v1/payments", _payment_body(other), format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    b = tenant_b.client.post(
+        "/api/v1/payments", _payment_body(other), format="json", HTTP_IDEMPOTENCY_KEY="shared"
+    )
 
     assert a.status_code == b.status_code == 201
     assert a.json()["id"] != b.json()["id"]
@@ -56,13 +68,36 @@ def test_keys_are_scoped_per_tenant(api, customer, tenant_b):
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/api/v1/charges", lambda c: {"customer": c.pk, "description": "Overflight", "unitAmount": "10.00", "currency": "EUR", "occurredAt": "2026-11-01T10:00:00Z"}),
-        ("/api/v1/invoices", lambda c: {"customer": c.pk, "items": [{"description": "Fee", "unitAmount": "10.00"}]}),
-        ("/api/v1/subscriptions", lambda c: {"customer": c.pk, "planName": "Pro", "unitPrice": "10.00", "currency": "EUR", "startedOn": "2026-01-01"}),
+        (
+            "/api/v1/charges",
+            lambda c: {
+                "customer": c.pk,
+                "description": "Overflight",
+                "unitAmount": "10.00",
+                "currency": "EUR",
+                "occurredAt": "2026-11-01T10:00:00Z",
+            },
+        ),
+        (
+            "/api/v1/invoices",
+            lambda c: {"customer": c.pk, "items": [{"description": "Fee", "unitAmount": "10.00"}]},
+        ),
+        (
+            "/api/v1/subscriptions",
+            lambda c: {
+                "customer": c.pk,
+                "planName": "Pro",
+                "unitPrice": "10.00",
+                "currency": "EUR",
+                "startedOn": "2026-01-01",
+            },
+        ),
     ],
 )
 def test_every_money_create_honours_the_key(api, customer, path, body):
-    responses = [api.post(path, body(customer), format="json", HTTP_IDEMPOTENCY_KEY=f"k-{path}") for _ in range(2)]
+    responses = [
+        api.post(path, body(customer), format="json", HTTP_IDEMPOTENCY_KEY=f"k-{path}") for _ in range(2)
+    ]
 
     assert [r.status_code for r in responses] == [201, 201]
     assert responses[0].json()["id"] == responses[1].json()["id"]
@@ -76,7 +111,11 @@ def test_concurrent_retries_with_one_key_create_one_record(tenant_a, customer):
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {tenant_a.token.key}")
         try:
-            results.append(client.post("/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="race"))
+            results.append(
+                client.post(
+                    "/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="race"
+                )
+            )
         finally:
             connection.close()
 
@@ -92,7 +131,9 @@ def test_concurrent_retries_with_one_key_create_one_record(tenant_a, customer):
 
 
 def test_idempotency_key_too_long_is_400(api, customer):
-    response = api.post("/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="x" * 300)
+    response = api.post(
+        "/api/v1/payments", _payment_body(customer), format="json", HTTP_IDEMPOTENCY_KEY="x" * 300
+    )
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "Idempotency-Key"

@@ -2,9 +2,9 @@
 violates the schema, whatever a client sends (bounded number of examples per operation)."""
 
 import pytest
+import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -46,11 +46,17 @@ def populated(tenant_a, tenant_b):
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
     derandomize=True,
 )
 def test_api_never_answers_500_and_always_matches_its_schema(case, populated):
     response = case.call(headers={"Authorization": f"Token {populated.token.key}"})
 
-    assert response.status_code < 500, f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:500]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:500]}"
+    )
     case.validate_response(response, checks=[response_schema_conformance])

@@ -17,7 +17,9 @@ def foreign(tenant_b, actor):
     """Records of tenant B that tenant A's caller must never reach."""
     customer = CustomerFactory(tenant=tenant_b.tenant)
     invoice = invoicing.invoice_create_draft(
-        tenant=tenant_b.tenant, actor=actor, customer=customer,
+        tenant=tenant_b.tenant,
+        actor=actor,
+        customer=customer,
         lines=[invoicing.DraftLine(description="Fee", quantity=Decimal(1), unit_amount=Decimal("5.00"))],
     )
     return {
@@ -58,7 +60,9 @@ def test_retrieve_of_other_tenants_object_is_404(api, foreign, resource):
 
 
 @pytest.mark.parametrize(("method", "resource", "suffix", "body"), DETAIL_WRITES)
-def test_write_to_other_tenants_object_is_404_and_changes_nothing(api, foreign, method, resource, suffix, body):
+def test_write_to_other_tenants_object_is_404_and_changes_nothing(
+    api, foreign, method, resource, suffix, body
+):
     target = foreign[resource]
     before = type(target).objects.filter(pk=target.pk).values().get()
 
@@ -79,11 +83,52 @@ def test_records_cannot_be_edited_or_deleted_directly(api, foreign, method, reso
 def _create_bodies(foreign, own_customer):
     fc = foreign["customers"].pk
     return [
-        ("subscriptions", {"customer": fc, "planName": "P", "unitPrice": "1.00", "currency": "EUR", "startedOn": "2026-01-01"}, "customer"),
-        ("charges", {"customer": fc, "description": "x", "unitAmount": "1.00", "currency": "EUR", "occurredAt": "2026-01-01T00:00:00Z"}, "customer"),
-        ("charges", {"customer": own_customer.pk, "subscription": foreign["subscriptions"].pk, "description": "x", "unitAmount": "1.00", "currency": "EUR", "occurredAt": "2026-01-01T00:00:00Z"}, "subscription"),
+        (
+            "subscriptions",
+            {
+                "customer": fc,
+                "planName": "P",
+                "unitPrice": "1.00",
+                "currency": "EUR",
+                "startedOn": "2026-01-01",
+            },
+            "customer",
+        ),
+        (
+            "charges",
+            {
+                "customer": fc,
+                "description": "x",
+                "unitAmount": "1.00",
+                "currency": "EUR",
+                "occurredAt": "2026-01-01T00:00:00Z",
+            },
+            "customer",
+        ),
+        (
+            "charges",
+            {
+                "customer": own_customer.pk,
+                "subscription": foreign["subscriptions"].pk,
+                "description": "x",
+                "unitAmount": "1.00",
+                "currency": "EUR",
+                "occurredAt": "2026-01-01T00:00:00Z",
+            },
+            "subscription",
+        ),
         ("payments", {"customer": fc, "method": "offline", "amount": "1.00", "currency": "EUR"}, "customer"),
-        ("payments", {"customer": own_customer.pk, "invoice": foreign["invoices"].pk, "method": "offline", "amount": "1.00", "currency": "EUR"}, "invoice"),
+        (
+            "payments",
+            {
+                "customer": own_customer.pk,
+                "invoice": foreign["invoices"].pk,
+                "method": "offline",
+                "amount": "1.00",
+                "currency": "EUR",
+            },
+            "invoice",
+        ),
         ("invoices", {"customer": fc, "items": [{"description": "x", "unitAmount": "1.00"}]}, "customer"),
         ("invoices", {"customer": own_customer.pk, "charges": [foreign["charges"].pk]}, "charges"),
     ]

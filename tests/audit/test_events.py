@@ -17,7 +17,9 @@ def events_for(obj, **filters):
     return Event.objects.filter(object_type=obj._meta.label_lower, object_id=obj.pk, **filters).order_by("id")
 
 
-def test_issuing_an_invoice_records_the_status_change_with_actor_and_reason(draft_invoice, django_capture_on_commit_callbacks):
+def test_issuing_an_invoice_records_the_status_change_with_actor_and_reason(
+    draft_invoice, django_capture_on_commit_callbacks
+):
     clerk = Actor(type="user", id="7", label="clerk")
 
     with django_capture_on_commit_callbacks():
@@ -26,7 +28,12 @@ def test_issuing_an_invoice_records_the_status_change_with_actor_and_reason(draf
     event = events_for(draft_invoice, action="updated").last()
     assert event.old_values["status"] == "draft"
     assert event.new_values["status"] == "payment_due"
-    assert (event.actor_type, event.actor_id, event.actor_label, event.reason) == ("user", "7", "clerk", "invoice issued")
+    assert (event.actor_type, event.actor_id, event.actor_label, event.reason) == (
+        "user",
+        "7",
+        "clerk",
+        "invoice issued",
+    )
 
 
 def test_amounts_are_recorded_exactly_as_strings(draft_invoice):
@@ -40,7 +47,9 @@ def test_amounts_are_recorded_exactly_as_strings(draft_invoice):
 def test_queryset_update_is_audited_row_by_row(tenant_a, customer, actor):
     drafts = [
         invoicing.invoice_create_draft(
-            tenant=tenant_a.tenant, actor=actor, customer=customer,
+            tenant=tenant_a.tenant,
+            actor=actor,
+            customer=customer,
             lines=[invoicing.DraftLine(description="x", quantity=Decimal(1), unit_amount=Decimal("1.00"))],
         )
         for _ in range(3)
@@ -88,8 +97,13 @@ def test_nested_audited_blocks_restore_the_outer_attribution(draft_invoice, cust
         with audited(actor=inner, reason="inner"):
             Invoice.objects.filter(pk=draft_invoice.pk).update(memo="x", due_date="2026-12-01")
         billing.subscription_create(
-            tenant=customer.tenant, actor=outer, customer=customer, plan_name="P", unit_price=Decimal(1),
-            currency="EUR", started_on="2026-01-01",
+            tenant=customer.tenant,
+            actor=outer,
+            customer=customer,
+            plan_name="P",
+            unit_price=Decimal(1),
+            currency="EUR",
+            started_on="2026-01-01",
         )
         Invoice.objects.filter(pk=draft_invoice.pk).update(due_date="2026-12-02")
 
@@ -98,12 +112,23 @@ def test_nested_audited_blocks_restore_the_outer_attribution(draft_invoice, cust
 
 
 def test_payment_status_change_is_audited(customer, actor):
-    payment = billing.payment_create(tenant=customer.tenant, actor=actor, customer=customer, method="offline", amount=Decimal("5.00"), currency="EUR")
+    payment = billing.payment_create(
+        tenant=customer.tenant,
+        actor=actor,
+        customer=customer,
+        method="offline",
+        amount=Decimal("5.00"),
+        currency="EUR",
+    )
 
     billing.payment_transition(payment=payment, actor=actor, status="failed", reason="card declined")
 
     event = events_for(payment, action="updated").get()
-    assert (event.old_values["status"], event.new_values["status"], event.reason) == ("pending", "failed", "card declined")
+    assert (event.old_values["status"], event.new_values["status"], event.reason) == (
+        "pending",
+        "failed",
+        "card declined",
+    )
 
 
 def test_events_api_filters_by_object_and_is_read_only(api, tenant_a, draft_invoice, actor):

@@ -5,11 +5,17 @@ import itertools
 import pytest
 
 from billing import services
-from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus as P
+from billing.lifecycle import PAYMENT_TRANSITIONS
+from billing.lifecycle import PaymentStatus as P
 from core.errors import IllegalTransition
 from tests.factories import PaymentFactory
 
-ALLOWED = {(P.PENDING, P.PROCESSING), (P.PENDING, P.FAILED), (P.PROCESSING, P.COMPLETED), (P.PROCESSING, P.FAILED)}
+ALLOWED = {
+    (P.PENDING, P.PROCESSING),
+    (P.PENDING, P.FAILED),
+    (P.PROCESSING, P.COMPLETED),
+    (P.PROCESSING, P.FAILED),
+}
 
 
 @pytest.mark.parametrize(("current", "target"), sorted(ALLOWED))
@@ -17,7 +23,9 @@ def test_allowed_payment_transition_passes(current, target):
     PAYMENT_TRANSITIONS.check(current, target)
 
 
-@pytest.mark.parametrize(("current", "target"), [p for p in itertools.product(P.values, P.values) if p not in ALLOWED])
+@pytest.mark.parametrize(
+    ("current", "target"), [p for p in itertools.product(P.values, P.values) if p not in ALLOWED]
+)
 def test_refused_payment_transition_raises(current, target):
     with pytest.raises(IllegalTransition):
         PAYMENT_TRANSITIONS.check(current, target)
@@ -47,7 +55,9 @@ def test_completed_payment_cannot_move_backwards_over_api(api, customer, actor):
 
 
 def test_completed_payment_does_not_mark_its_invoice_paid(issued_invoice, actor):
-    payment = PaymentFactory(customer=issued_invoice.customer, invoice=issued_invoice, amount=issued_invoice.total)
+    payment = PaymentFactory(
+        customer=issued_invoice.customer, invoice=issued_invoice, amount=issued_invoice.total
+    )
     services.payment_transition(payment=payment, actor=actor, status=P.PROCESSING)
     services.payment_transition(payment=payment, actor=actor, status=P.COMPLETED)
 

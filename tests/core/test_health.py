@@ -23,7 +23,19 @@ def private_redis(tmp_path):
         pytest.fail("redis-server is not installed")
     port = _free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -78,7 +90,9 @@ def test_readyz_recovers_when_redis_comes_back(client, settings, tmp_path):
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     assert client.get("/readyz").status_code == 503
 
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 10
         while client.get("/readyz").status_code != 200:

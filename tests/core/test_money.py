@@ -43,7 +43,16 @@ def test_unknown_or_non_invoiceable_currency_is_refused(code):
     assert not money.is_currency(code)
 
 
-@pytest.mark.parametrize(("amount", "currency", "fits"), [("1.23", "EUR", True), ("1.234", "EUR", False), ("100", "JPY", True), ("1.5", "JPY", False), ("1.2300", "EUR", True)])
+@pytest.mark.parametrize(
+    ("amount", "currency", "fits"),
+    [
+        ("1.23", "EUR", True),
+        ("1.234", "EUR", False),
+        ("100", "JPY", True),
+        ("1.5", "JPY", False),
+        ("1.2300", "EUR", True),
+    ],
+)
 def test_fits_currency(amount, currency, fits):
     assert money.fits_currency(Decimal(amount), currency) is fits
 

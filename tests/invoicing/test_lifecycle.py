@@ -6,13 +6,23 @@ import pytest
 
 from core.errors import IllegalTransition
 from invoicing import services
-from invoicing.lifecycle import INVOICE_TRANSITIONS, InvoiceStatus as S
+from invoicing.lifecycle import INVOICE_TRANSITIONS
+from invoicing.lifecycle import InvoiceStatus as S
 
 ALLOWED = {
-    (S.DRAFT, S.PAYMENT_DUE), (S.DRAFT, S.CANCELLED),
-    (S.PAYMENT_DUE, S.PAID), (S.PAYMENT_DUE, S.OVERDUE), (S.PAYMENT_DUE, S.PARTIALLY_PAID), (S.PAYMENT_DUE, S.CANCELLED),
-    (S.PARTIALLY_PAID, S.PAID), (S.PARTIALLY_PAID, S.OVERDUE), (S.PARTIALLY_PAID, S.CANCELLED),
-    (S.OVERDUE, S.PAID), (S.OVERDUE, S.PARTIALLY_PAID), (S.OVERDUE, S.CANCELLED), (S.OVERDUE, S.WRITTEN_OFF),
+    (S.DRAFT, S.PAYMENT_DUE),
+    (S.DRAFT, S.CANCELLED),
+    (S.PAYMENT_DUE, S.PAID),
+    (S.PAYMENT_DUE, S.OVERDUE),
+    (S.PAYMENT_DUE, S.PARTIALLY_PAID),
+    (S.PAYMENT_DUE, S.CANCELLED),
+    (S.PARTIALLY_PAID, S.PAID),
+    (S.PARTIALLY_PAID, S.OVERDUE),
+    (S.PARTIALLY_PAID, S.CANCELLED),
+    (S.OVERDUE, S.PAID),
+    (S.OVERDUE, S.PARTIALLY_PAID),
+    (S.OVERDUE, S.CANCELLED),
+    (S.OVERDUE, S.WRITTEN_OFF),
 }
 ALL_PAIRS = list(itertools.product(S.values, S.values))
 

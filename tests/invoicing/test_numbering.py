@@ -17,7 +17,10 @@ THREADS = 20
 def _drafts(tenant, actor, count):
     customer = CustomerFactory(tenant=tenant)
     line = services.DraftLine(description="Fee", quantity=Decimal(1), unit_amount=Decimal("10.00"))
-    return [services.invoice_create_draft(tenant=tenant, actor=actor, customer=customer, lines=[line]) for _ in range(count)]
+    return [
+        services.invoice_create_draft(tenant=tenant, actor=actor, customer=customer, lines=[line])
+        for _ in range(count)
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

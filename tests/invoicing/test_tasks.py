@@ -7,6 +7,7 @@ import pytest
 from django.core import mail
 
 from audit.models import Event
+from core.timezones import business_today
 from invoicing import services, tasks
 from invoicing.models import Invoice
 from tests.conftest import wait_for
@@ -16,7 +17,12 @@ from tests.factories import CustomerFactory, TenantFactory
 def _draft(actor):
     tenant = TenantFactory()
     customer = CustomerFactory(tenant=tenant, email="ap@customer.example")
-    line = services.DraftLine(description="Route charges", quantity=Decimal(3), unit_amount=Decimal("33.33"), tax_rate=Decimal("0.19"))
+    line = services.DraftLine(
+        description="Route charges",
+        quantity=Decimal(3),
+        unit_amount=Decimal("33.33"),
+        tax_rate=Decimal("0.19"),
+    )
     return services.invoice_create_draft(tenant=tenant, actor=actor, customer=customer, lines=[line])
 
 
@@ -51,7 +57,9 @@ def test_send_invoice_email_twice_sends_once(actor, django_capture_on_commit_cal
 @pytest.mark.django_db
 def test_mark_overdue_twice_changes_nothing_more(actor, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        issued = services.invoice_issue(invoice=_draft(actor), actor=actor, issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31))
+        issued = services.invoice_issue(
+            invoice=_draft(actor), actor=actor, issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31)
+        )
 
     first = tasks.mark_overdue_invoices.apply().get()
     events_after_first = Event.objects.count()
@@ -62,13 +70,21 @@ def test_mark_overdue_twice_changes_nothing_more(actor, django_capture_on_commit
     assert issued.status == "overdue"
     assert Event.objects.count() == events_after_first
     overdue_event = Event.objects.filter(object_id=issued.pk, object_type="invoicing.invoice").latest("id")
-    assert (overdue_event.actor_type, overdue_event.actor_label) == ("task", "invoicing.mark_overdue_invoices")
+    assert (overdue_event.actor_type, overdue_event.actor_label) == (
+        "task",
+        "invoicing.mark_overdue_invoices",
+    )
 
 
 @pytest.mark.django_db
 def test_invoice_not_yet_due_stays_payment_due(actor, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        issued = services.invoice_issue(invoice=_draft(actor), actor=actor, issue_date=date.today(), due_date=date.today() + timedelta(days=30))
+        issued = services.invoice_issue(
+            invoice=_draft(actor),
+            actor=actor,
+            issue_date=business_today(),
+            due_date=business_today() + timedelta(days=30),
+        )
 
     services.invoices_mark_overdue(actor=actor)
 
