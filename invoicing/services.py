@@ -276,6 +276,9 @@ def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
         invoice = Invoice.objects.select_for_update().select_related("customer", "tenant").get(pk=invoice_id)
         if invoice.sent_at is not None or invoice.status == InvoiceStatus.DRAFT:
             return False
+        if not invoice.customer.email:
+            log.warning("invoice_send.no_email", tenant=invoice.tenant_id, invoice=invoice.pk)
+            return False
         send_invoice(invoice)
         invoice.sent_at = timezone.now()
         invoice.save(update_fields=["sent_at", "updated_at"])

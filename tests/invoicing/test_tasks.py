@@ -96,3 +96,18 @@ def test_task_names_are_pinned():
     # beat stores task names as strings: renaming a task silently breaks its schedule
     assert tasks.send_invoice_email.name == "invoicing.send_invoice_email"
     assert tasks.mark_overdue_invoices.name == "invoicing.mark_overdue_invoices"
+
+
+@pytest.mark.django_db
+def test_invoice_of_customer_without_email_is_not_sent(actor, django_capture_on_commit_callbacks):
+    draft = _draft(actor)
+    draft.customer.email = ""
+    draft.customer.save()
+    with django_capture_on_commit_callbacks(execute=False):
+        issued = services.invoice_issue(invoice=draft, actor=actor)
+    mail.outbox.clear()
+
+    tasks.send_invoice_email.apply(args=[issued.pk])
+
+    issued.refresh_from_db()
+    assert mail.outbox == [] and issued.sent_at is None
