@@ -147,7 +147,8 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Free-form details are the client's own keys: passed through as sent.
-    "JSON_UNDERSCOREIZE": {"ignore_fields": ("details",)},
+    # HAL links keep their leading underscore.
+    "JSON_UNDERSCOREIZE": {"ignore_fields": ("details",), "ignore_keys": ("_links",)},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -196,6 +197,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
+# The journey kernel's heartbeats (merged into django-celery-beat's table by its scheduler).
+CELERY_BEAT_SCHEDULE = {
+    "journeys: fire due timers": {"task": "journeys.fire_due_timers", "schedule": 5.0},
+    "journeys: recover stalled runs": {"task": "journeys.recover_stalled_runs", "schedule": 30.0},
+}
+# How often beat ticks each journey schedule; an occurrence starts at most this late.
+JOURNEY_SCHEDULE_TICK_SECONDS = env.int("JOURNEY_SCHEDULE_TICK_SECONDS", default=10)
 # Celery's Django fixup closes the database connection after every task unless told otherwise:
 # that is a new PostgreSQL session per task.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)

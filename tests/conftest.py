@@ -115,3 +115,13 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
             return result
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def grant_approver(user):
+    """Put `user` in finance-approver (recreated if a transactional test flushed the data migration's rows)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="finance-approver")
+    group.permissions.add(Permission.objects.get(codename="approve_run", content_type__app_label="journeys"))
+    user.groups.add(group)
+    return user

@@ -1,0 +1,178 @@
+"""How a journey is declared: its states in order, which are tasks, approvals, timers or ends,
+and where each outcome routes. A journey's whole workflow reads top to bottom in its app's
+`workflows.py`; this module only gives the vocabulary.
+
+    Journey(
+        name="monthly-invoicing-batch",
+        start="draftInvoices",
+        states=[
+            Task("draftInvoices", draft_invoices, next="validateDrafts"),
+            Task("validateDrafts", validate, routes={"ok": "waitForApproval", "failed": "done"}),
+            Approval("waitForApproval", step_id="approveInvoiceBatch",
+                     routes={"APPROVED": "send", "REJECTED": "done"}),
+            Timer("waitBeforeReminder", duration=lambda ctx: "P7D", next="remind"),
+            Succeed("done", output=lambda ctx: {...}),
+        ],
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+StepFunction = Callable[["StepContext"], str | None]
+
+
+@dataclass
+class StepContext:
+    """What a step sees: the run's identity and its mutable JSON context."""
+
+    run_pk: int
+    journey_id: str
+    tenant_id: int
+    subject_id: str
+    context: dict[str, Any]
+    started_by_id: int | None
+    actor: Any  # audit.actors.Actor of the executing task
+
+
+@dataclass(frozen=True)
+class State:
+    id: str
+
+    def route(self, outcome: str | None) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Task(State):
+    """Runs `fn`; its returned outcome picks the route (None → `next`).
+
+    transactional=True: the work commits in the same transaction that records the step, so a
+    duplicate delivery finds the run moved on. transactional=False (long or outside work): the
+    step takes a lease, its work commits in its own idempotent transactions, then it records.
+    """
+
+    fn: StepFunction = None  # type: ignore[assignment]
+    next: str | None = None
+    routes: Mapping[str, str] = field(default_factory=dict)
+    transactional: bool = True
+    queue: str | None = None
+
+    def route(self, outcome: str | None) -> str | None:
+        if outcome is not None and outcome in self.routes:
+            return self.routes[outcome]
+        if self.next is None:
+            raise KeyError(f"step {self.id!r} has no route for outcome {outcome!r}")
+        return self.next
+
+
+@dataclass(frozen=True)
+class Approval(State):
+    """Pauses until a person decides; `step_id` is the API's step name; routes by decision."""
+
+    step_id: str = ""
+    routes: Mapping[str, str] = field(default_factory=dict)
+    # what the approver sees: a summary built from the run's context
+    summary: Callable[[dict], dict] | None = None
+
+    def route(self, outcome: str | None) -> str | None:
+        return self.routes[outcome]
+
+
+@dataclass(frozen=True)
+class Timer(State):
+    """Pauses until a durable timer fires: `due_at(context, now)` says when."""
+
+    due_at: Callable[[dict, datetime], datetime] = None  # type: ignore[assignment]
+    next: str = ""
+
+    def route(self, outcome: str | None) -> str | None:
+        return self.next
+
+
+@dataclass(frozen=True)
+class Succeed(State):
+    output: Callable[[dict], dict] = lambda context: {}
+
+
+@dataclass(frozen=True)
+class Fail(State):
+    code: str = "FAILED"
+    reason: Callable[[dict], str] = lambda context: ""
+
+
+TERMINAL = (Succeed, Fail)
+
+
+@dataclass
+class Journey:
+    name: str
+    start: str
+    states: list[State]
+    # the output of a configuration run (schedulable journeys)
+    config_output: Callable[[dict], dict] | None = None
+    # called when a run ends, e.g. to copy its outcome onto the configuration run
+    on_finish: Callable[[Any], None] | None = None
+    _by_id: dict[str, State] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {s.id: s for s in self.states}
+        if len(self._by_id) != len(self.states):
+            raise ValueError(f"journey {self.name}: duplicate state ids")
+        for state in self.states:
+            targets = []
+            if isinstance(state, Task):
+                targets = [state.next, *state.routes.values()]
+            elif isinstance(state, Approval):
+                targets = list(state.routes.values())
+            elif isinstance(state, Timer):
+                targets = [state.next]
+            for target in targets:
+                if target is not None and target not in self._by_id:
+                    raise ValueError(f"journey {self.name}: {state.id} routes to unknown state {target!r}")
+        if self.start not in self._by_id:
+            raise ValueError(f"journey {self.name}: unknown start state {self.start!r}")
+
+    def state(self, state_id: str) -> State:
+        return self._by_id[state_id]
+
+    def approval_for_step(self, step_id: str) -> Approval | None:
+        return next((s for s in self.states if isinstance(s, Approval) and s.step_id == step_id), None)
+
+
+_REGISTRY: dict[str, Journey] = {}
+
+
+def register(journey: Journey) -> Journey:
+    _REGISTRY[journey.name] = journey
+    return journey
+
+
+def get_journey(name: str) -> Journey | None:
+    from django.apps import apps
+
+    apps.check_apps_ready()
+    _load_workflows()
+    return _REGISTRY.get(name)
+
+
+def all_journeys() -> dict[str, Journey]:
+    _load_workflows()
+    return dict(_REGISTRY)
+
+
+def _load_workflows() -> None:
+    """Import every installed app's workflows.py once, so their journeys register."""
+    from django.utils.module_loading import autodiscover_modules
+
+    if not getattr(_load_workflows, "done", False):
+        autodiscover_modules("workflows")
+        _load_workflows.done = True
+
+
+def after(duration: timedelta) -> Callable[[dict, datetime], datetime]:
+    return lambda context, now: now + duration

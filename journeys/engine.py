@@ -1,0 +1,373 @@
+"""The journey engine: start runs, execute steps exactly once in effect, pause and resume.
+
+Invariants:
+- The run row is the truth. A step task carries (run, state) and does nothing unless the run is
+  still RUNNING at that state; it records the next state and enqueues what follows on commit.
+- A pause is a state of the row (an approval to decide, a timer row to fire), never a waiting task.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audit.actors import Actor
+from audit.context import audited
+from core.errors import ApplicationError, Conflict, NotFound
+from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
+from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer, Phase, WaitKind
+
+log = structlog.get_logger(__name__)
+
+# A step that runs longer than this without finishing is presumed dead and handed on by recovery.
+STEP_LEASE = timedelta(minutes=5)
+# A step enqueued this long ago and never picked up is presumed lost in transit (Redis restart).
+STALL_AFTER = timedelta(seconds=60)
+# Attempts before a failing step fails the whole run.
+MAX_ATTEMPTS = 3
+# Backoff between attempts of a failing step: short, because long countdowns are not durable.
+RETRY_DELAYS = (2, 10, 30)
+
+
+class PermissionDenied(ApplicationError):
+    status = 403
+    code = "permission-denied"
+    title = "Permission denied"
+
+
+class StepNotActive(Conflict):
+    code = "step-not-active"
+    title = "Step not active"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What execute_step did: 'done', 'skipped' (duplicate), 'retry' (after delay) or 'failed'."""
+
+    status: str
+    retry_in: int | None = None
+
+
+def _journey(run: JourneyRun) -> Journey:
+    journey = get_journey(run.journey_name)
+    if journey is None:
+        raise LookupError(f"no journey named {run.journey_name!r} is registered")
+    return journey
+
+
+def _step_context(run: JourneyRun, actor: Actor) -> StepContext:
+    return StepContext(
+        run_pk=run.pk,
+        journey_id=run.journey_id,
+        tenant_id=run.tenant_id,
+        subject_id=run.subject_id,
+        context=run.context,
+        started_by_id=run.started_by_id,
+        actor=actor,
+    )
+
+
+def _enqueue_step(run: JourneyRun, state: Task) -> None:
+    from journeys.tasks import run_step
+
+    state_id = state.id
+    options = {"queue": state.queue} if state.queue else {}
+    # run.pk is read at commit time: a run being created has no pk yet when its first step is entered
+    transaction.on_commit(lambda: run_step.apply_async(args=[run.pk, state_id], **options))
+
+
+def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> None:
+    """Put the (locked) run at `target` and arrange what happens there. Caller saves the run."""
+    run.current_state = target.id
+    run.attempt = 0
+    run.lease_until = None
+    if isinstance(target, Task):
+        run.waiting_for = WaitKind.TASK
+        run.dispatched_at = now
+        _enqueue_step(run, target)
+    elif isinstance(target, Approval):
+        run.waiting_for = WaitKind.APPROVAL
+    elif isinstance(target, Timer):
+        run.waiting_for = WaitKind.TIMER
+        JourneyTimer.objects.create(run=run, state=target.id, due_at=target.due_at(run.context, now))
+    elif isinstance(target, Succeed):
+        run.waiting_for = WaitKind.NONE
+        run.phase = Phase.SUCCEEDED
+        run.output = target.output(run.context)
+    elif isinstance(target, Fail):
+        run.waiting_for = WaitKind.NONE
+        run.phase = Phase.FAILED
+        run.error = {"code": target.code, "reason": target.reason(run.context)}
+    if run.phase != Phase.RUNNING and journey.on_finish is not None:
+        journey.on_finish(run)
+
+
+def _record(run: JourneyRun, state: str, *, started_at: datetime, outcome: str, attempt: int, detail: str = "") -> None:
+    JourneyStep.objects.create(
+        run=run, state=state, attempt=attempt, started_at=started_at, finished_at=timezone.now(), outcome=outcome, detail=detail
+    )
+
+
+def _advance(run: JourneyRun, journey: Journey, state: State, outcome: str | None, *, started_at: datetime) -> None:
+    now = timezone.now()
+    _record(run, state.id, started_at=started_at, outcome=outcome or "ok", attempt=max(run.attempt, 1))
+    _enter(run, journey, journey.state(state.route(outcome)), now)
+    run.save()
+
+
+# --- Starting ------------------------------------------------------------------------------------
+def run_start(
+    *,
+    journey_name: str,
+    tenant,
+    actor: Actor,
+    context: dict[str, Any],
+    subject_id: str = "",
+    started_by=None,
+    dedupe_key: str | None = None,
+    parent: JourneyRun | None = None,
+    schedule=None,
+    occurrence: int | None = None,
+    start_at: str | None = None,
+) -> tuple[JourneyRun, bool]:
+    """Start a run at the journey's start state (or `start_at`); (run, created).
+
+    With a dedupe_key the run starts once per (journey, tenant, key): a second call — another beat,
+    a retry — returns the existing run.
+    """
+    journey = get_journey(journey_name)
+    if journey is None:
+        raise NotFound(f"No journey named {journey_name!r}.")
+    with audited(actor=actor, reason=f"journey {journey_name} started"):
+        if dedupe_key is not None:
+            existing = JourneyRun.objects.filter(journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key).first()
+            if existing is not None:
+                return existing, False
+        run = JourneyRun(
+            journey_name=journey_name,
+            tenant=tenant,
+            subject_id=subject_id,
+            context=context,
+            started_by=started_by,
+            dedupe_key=dedupe_key,
+            parent=parent,
+            schedule=schedule,
+            occurrence=occurrence,
+        )
+        try:
+            with transaction.atomic():
+                _enter(run, journey, journey.state(start_at or journey.start), timezone.now())
+                run.save()
+        except IntegrityError:
+            if dedupe_key is None:
+                raise
+            return JourneyRun.objects.get(journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key), False
+    log.info("journey.started", journey=journey_name, run=run.journey_id, tenant=tenant.pk)
+    return run, True
+
+
+# --- Executing a step ----------------------------------------------------------------------------
+def _claim_lease(run_pk: int, state: str) -> bool:
+    """Take the step for STEP_LEASE unless the run moved on or another worker holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE journeys_journeyrun SET lease_until = now() + %s, attempt = attempt + 1, updated_at = now() "
+            "WHERE id = %s AND phase = 'RUNNING' AND current_state = %s "
+            "AND (lease_until IS NULL OR lease_until < now())",
+            [STEP_LEASE, run_pk, state],
+        )
+        return cursor.rowcount == 1
+
+
+def execute_step(*, run_pk: int, state_id: str, actor: Actor) -> StepResult:
+    """Run one step of one run, at most once in effect (see module docstring)."""
+    run = JourneyRun.objects.filter(pk=run_pk).first()
+    if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
+        return StepResult("skipped")
+    journey = _journey(run)
+    state = journey.state(state_id)
+    if not isinstance(state, Task):
+        return StepResult("skipped")
+    started_at = timezone.now()
+    try:
+        if state.transactional:
+            with audited(actor=actor, reason=f"step {state_id}"):
+                run = JourneyRun.objects.select_for_update().get(pk=run_pk)
+                if run.phase != Phase.RUNNING or run.current_state != state_id:
+                    return StepResult("skipped")
+                run.attempt += 1
+                outcome = state.fn(_step_context(run, actor))
+                _advance(run, journey, state, outcome, started_at=started_at)
+        else:
+            if not _claim_lease(run_pk, state_id):
+                return StepResult("skipped")
+            run.refresh_from_db()
+            outcome = state.fn(_step_context(run, actor))
+            with audited(actor=actor, reason=f"step {state_id}"):
+                locked = JourneyRun.objects.select_for_update().get(pk=run_pk)
+                if locked.phase != Phase.RUNNING or locked.current_state != state_id:
+                    return StepResult("skipped")  # cancelled while the step worked
+                locked.context = run.context
+                _advance(locked, journey, state, outcome, started_at=started_at)
+    except Exception as exc:  # noqa: BLE001 - any step failure is recorded on the run
+        # a transactional step's attempt count rolled back with its work; a leased one kept it
+        return _step_failed(run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=state.transactional)
+    return StepResult("done")
+
+
+def _step_failed(
+    run_pk: int, state_id: str, exc: Exception, *, started_at: datetime, actor: Actor, count_attempt: bool
+) -> StepResult:
+    log.warning("journey.step_failed", run=run_pk, state=state_id, error=repr(exc))
+    with audited(actor=actor, reason=f"step {state_id} failed"):
+        run = JourneyRun.objects.select_for_update().get(pk=run_pk)
+        if run.phase != Phase.RUNNING or run.current_state != state_id:
+            return StepResult("skipped")
+        if count_attempt:
+            run.attempt += 1
+        attempt = max(run.attempt, 1)
+        _record(run, state_id, started_at=started_at, outcome="error", attempt=attempt, detail=traceback.format_exc()[-4000:])
+        if attempt >= MAX_ATTEMPTS:
+            run.phase = Phase.FAILED
+            run.waiting_for = WaitKind.NONE
+            run.error = {"code": "STEP_FAILED", "reason": f"{state_id}: {exc}"[:1000]}
+            run.lease_until = None
+            run.save()
+            journey = get_journey(run.journey_name)
+            if journey is not None and journey.on_finish is not None:
+                journey.on_finish(run)
+            return StepResult("failed")
+        run.lease_until = None
+        run.dispatched_at = timezone.now()
+        run.save()
+    return StepResult("retry", retry_in=RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
+
+
+# --- Approvals -----------------------------------------------------------------------------------
+def _is_approver(user, tenant) -> bool:
+    return (
+        user is not None
+        and user.is_active
+        and user.has_perm("journeys.approve_run")
+        and (user.is_superuser or user.memberships.filter(tenant=tenant).exists())
+    )
+
+
+def run_decide(*, run: JourneyRun, step_id: str, decision: str, comment: str, user, actor: Actor) -> JourneyRun:
+    """Record the one decision of an approval step and continue the run.
+
+    The decider holds journeys.approve_run in the run's tenant and did not start the run.
+    A second or concurrent decision answers 409.
+    """
+    if decision not in JourneyApproval.Decision.values:
+        raise ApplicationError(f"Unknown decision {decision!r}.", field="decision")
+    journey = _journey(run)
+    state = journey.approval_for_step(step_id)
+    if state is None:
+        raise NotFound(f"Journey {run.journey_name} has no step {step_id!r}.")
+    if not _is_approver(user, run.tenant):
+        raise PermissionDenied("Approving needs the finance-approver role in this tenant.")
+    with audited(actor=actor, reason=f"{step_id}: {decision}"):
+        locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
+        if locked.phase != Phase.RUNNING or locked.current_state != state.id:
+            raise StepNotActive(
+                f"Step {step_id} is not waiting for a decision.",
+                extra={"phase": locked.phase, "currentState": locked.current_state},
+            )
+        if locked.started_by_id is not None and locked.started_by_id == user.pk:
+            raise PermissionDenied("The person who started this run cannot approve it.")
+        try:
+            with transaction.atomic():
+                JourneyApproval.objects.create(
+                    run=locked, step_id=step_id, decision=decision, comment=comment, decided_by=user, preparer_id=locked.started_by_id
+                )
+        except IntegrityError as exc:
+            raise StepNotActive(f"Step {step_id} was already decided.") from exc
+        locked.context["approval"] = {
+            "stepId": step_id,
+            "decision": decision,
+            "comment": comment,
+            "decidedBy": user.get_username(),
+            "decidedAt": timezone.now().isoformat(),
+        }
+        _advance(locked, journey, state, decision, started_at=locked.updated_at)
+    log.info("journey.decided", run=locked.journey_id, step=step_id, decision=decision, user=user.pk)
+    return locked
+
+
+# --- Cancelling ----------------------------------------------------------------------------------
+def run_cancel(*, run: JourneyRun, actor: Actor, reason: str = "") -> JourneyRun:
+    """Stop a running journey: FAILED with JOURNEY_CANCELLED, its pending timers dropped. Idempotent."""
+    with audited(actor=actor, reason=reason or "journey cancelled"):
+        locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
+        if locked.phase != Phase.RUNNING:
+            return locked
+        now = timezone.now()
+        JourneyTimer.objects.filter(run=locked, fired_at__isnull=True, cancelled_at__isnull=True).update(cancelled_at=now)
+        _record(locked, locked.current_state, started_at=now, outcome="cancelled", attempt=max(locked.attempt, 1), detail=reason)
+        locked.phase = Phase.FAILED
+        locked.waiting_for = WaitKind.NONE
+        locked.lease_until = None
+        locked.error = {"code": "JOURNEY_CANCELLED", "reason": reason or "Cancelled."}
+        locked.save()
+        journey = get_journey(locked.journey_name)
+        if journey is not None and journey.on_finish is not None:
+            journey.on_finish(locked)
+    return locked
+
+
+# --- Timers and recovery (beat) ------------------------------------------------------------------
+# Timers fired per beat tick and transaction: bounded so one tick never holds locks for long.
+TIMER_BATCH = 200
+
+
+def timers_fire_due(*, actor: Actor, now: datetime | None = None) -> int:
+    """Resume the runs whose timers are due. Safe with several beats: skip-locked claims."""
+    now = now or timezone.now()
+    fired = 0
+    with audited(actor=actor, reason="timer due"):
+        due = list(
+            JourneyTimer.objects.select_for_update(skip_locked=True)
+            .filter(fired_at__isnull=True, cancelled_at__isnull=True, due_at__lte=now)
+            .order_by("due_at")[:TIMER_BATCH]
+        )
+        for timer in due:
+            timer.fired_at = now
+            timer.save(update_fields=["fired_at"])
+            run = JourneyRun.objects.select_for_update().get(pk=timer.run_id)
+            if run.phase != Phase.RUNNING or run.current_state != timer.state:
+                continue
+            journey = _journey(run)
+            _advance(run, journey, journey.state(timer.state), None, started_at=timer.created_at)
+            fired += 1
+    return fired
+
+
+def runs_recover_stalled(*, now: datetime | None = None) -> int:
+    """Re-enqueue steps whose message was lost or whose worker died. Idempotency makes it safe."""
+    now = now or timezone.now()
+    stalled = JourneyRun.objects.filter(
+        phase=Phase.RUNNING, waiting_for=WaitKind.TASK, dispatched_at__lt=now - STALL_AFTER
+    ).exclude(lease_until__gte=now)
+    count = 0
+    for run in stalled.only("pk", "journey_name", "current_state")[:1000]:
+        journey = get_journey(run.journey_name)
+        if journey is None:
+            continue
+        state = journey.state(run.current_state)
+        with transaction.atomic():
+            touched = JourneyRun.objects.filter(
+                pk=run.pk, phase=Phase.RUNNING, current_state=run.current_state, dispatched_at__lt=now - STALL_AFTER
+            ).update(dispatched_at=now)
+            if touched:
+                _enqueue_step(run, state)
+                count += 1
+    if count:
+        log.warning("journey.recovered_stalled", count=count)
+    return count

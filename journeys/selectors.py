@@ -1,0 +1,80 @@
+"""Reads of journey runs shaped as the Journeys contract's JourneyStatus and JourneyOutcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from journeys.definition import Approval, get_journey
+from journeys.models import JourneyRun, Phase
+
+API_PREFIX = "/api/v1/journeys"
+
+
+def runs_for_tenant(tenant) -> QuerySet[JourneyRun]:
+    return JourneyRun.objects.filter(tenant=tenant).select_related("tenant")
+
+
+def active_approval(run: JourneyRun) -> Approval | None:
+    if run.phase != Phase.RUNNING:
+        return None
+    journey = get_journey(run.journey_name)
+    state = journey.state(run.current_state) if journey else None
+    return state if isinstance(state, Approval) else None
+
+
+def _links(run: JourneyRun) -> dict[str, dict[str, str]]:
+    base = f"{API_PREFIX}/{run.journey_id}"
+    links = {"self": {"href": base, "method": "GET"}, "result": {"href": f"{base}/result", "method": "GET"}}
+    approval = active_approval(run)
+    if approval is not None:
+        links[approval.step_id] = {"href": f"{base}/steps/{approval.step_id}", "method": "POST"}
+    if run.phase == Phase.RUNNING:
+        links["cancel"] = {"href": f"{base}/steps/cancel", "method": "POST"}
+    return links
+
+
+def _attributes(run: JourneyRun) -> dict[str, str]:
+    attributes = {"tenantId": run.tenant.slug, "subjectId": run.subject_id}
+    if run.parent_id:
+        attributes["parentJourneyId"] = run.parent.journey_id
+    if run.occurrence is not None:
+        attributes["occurrence"] = str(run.occurrence)
+    return attributes
+
+
+def run_status(run: JourneyRun) -> dict[str, Any]:
+    """JourneyStatus, plus what an approver needs to see while an approval step waits."""
+    status = {
+        "journeyId": run.journey_id,
+        "journeyName": run.journey_name,
+        "phase": run.phase,
+        "currentState": run.current_state,
+        "updatedAt": run.updated_at.isoformat(),
+        "attributes": _attributes(run),
+        "_links": _links(run),
+    }
+    approval = active_approval(run)
+    if approval is not None and approval.summary is not None:
+        status["approvalSummary"] = approval.summary(run.context)
+    if run.context.get("lastRun"):
+        status["lastRun"] = run.context["lastRun"]
+    return status
+
+
+def run_outcome(run: JourneyRun) -> dict[str, Any]:
+    """JourneyOutcome of a terminal run."""
+    output = run.output or {}
+    outcome = {
+        "journeyId": run.journey_id,
+        "journeyName": run.journey_name,
+        "phase": run.phase,
+        "status": output.get("status") or (run.error or {}).get("code") or run.phase,
+        "output": output,
+        "attributes": _attributes(run),
+        "_links": {"self": {"href": f"{API_PREFIX}/{run.journey_id}/result", "method": "GET"}},
+    }
+    if run.error:
+        outcome["error"] = {"code": run.error.get("code", ""), "reason": run.error.get("reason", "")}
+    return outcome

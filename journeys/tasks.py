@@ -1,0 +1,34 @@
+"""Thin tasks of the journey kernel. Each is safe to run twice."""
+
+from celery import shared_task
+
+from audit.actors import Actor
+from journeys import engine, scheduling
+
+
+@shared_task(name="journeys.run_step", bind=True, max_retries=None)
+def run_step(self, run_pk: int, state_id: str) -> str:
+    """Execute one step of one run; a duplicate delivery does nothing."""
+    result = engine.execute_step(run_pk=run_pk, state_id=state_id, actor=Actor.for_task(self.name, self.request.id))
+    if result.status == "retry":
+        raise self.retry(countdown=result.retry_in)
+    return result.status
+
+
+@shared_task(name="journeys.fire_schedule", bind=True)
+def fire_schedule(self, schedule_id: int) -> int:
+    """Start the due occurrences of one schedule, each exactly once."""
+    runs = scheduling.schedule_fire(schedule_id=schedule_id, actor=Actor.for_task(self.name, self.request.id))
+    return len(runs)
+
+
+@shared_task(name="journeys.fire_due_timers", bind=True)
+def fire_due_timers(self) -> int:
+    """Resume runs whose durable timers are due."""
+    return engine.timers_fire_due(actor=Actor.for_task(self.name, self.request.id))
+
+
+@shared_task(name="journeys.recover_stalled_runs")
+def recover_stalled_runs() -> int:
+    """Re-enqueue steps lost in transit or abandoned by a dead worker."""
+    return engine.runs_recover_stalled()

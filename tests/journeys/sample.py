@@ -1,0 +1,48 @@
+"""A small journey used to test the kernel on its own: work → approval → timer → work → end."""
+
+from datetime import timedelta
+
+from journeys.definition import Approval, Journey, Succeed, Task, Timer, after, register
+
+CALLS: list[str] = []
+
+
+def prepare(ctx):
+    CALLS.append(f"prepare:{ctx.journey_id}")
+    ctx.context["prepared"] = ctx.context.get("prepared", 0) + 1
+    return "ok" if not ctx.context.get("fail_validation") else "invalid"
+
+
+def flaky(ctx):
+    CALLS.append("flaky")
+    raise RuntimeError("downstream is down")
+
+
+def finish(ctx):
+    CALLS.append("finish")
+    ctx.context["finished"] = True
+
+
+sample = register(
+    Journey(
+        name="kernel-sample",
+        start="prepare",
+        states=[
+            Task("prepare", prepare, routes={"ok": "waitForApproval", "invalid": "rejected"}),
+            Approval("waitForApproval", step_id="approveSample", routes={"APPROVED": "cooldown", "REJECTED": "rejected"},
+                     summary=lambda c: {"prepared": c.get("prepared")}),
+            Timer("cooldown", due_at=after(timedelta(days=7)), next="finish"),
+            Task("finish", finish, transactional=False, next="done"),
+            Succeed("done", output=lambda c: {"status": "DONE", "finished": c.get("finished", False)}),
+            Succeed("rejected", output=lambda c: {"status": "REJECTED"}),
+        ],
+    )
+)
+
+failing = register(
+    Journey(
+        name="kernel-failing",
+        start="flaky",
+        states=[Task("flaky", flaky, next="done"), Succeed("done")],
+    )
+)
