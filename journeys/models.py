@@ -179,3 +179,32 @@ class JourneySchedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.journey_name}/{self.key} every {self.interval}"
+
+
+class ApprovalPolicy(models.Model):
+    """Per tenant and journey: when a run must wait for a finance approver."""
+
+    class Mode(models.TextChoices):
+        ALWAYS = "always"
+        NEVER = "never"
+        ABOVE_THRESHOLD = "above_threshold"
+
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="approval_policies")
+    journey_name = models.CharField(max_length=100)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ALWAYS)
+    # With above_threshold: a run whose total in `threshold_currency` exceeds this waits for approval;
+    # a run with amounts in any other currency always waits (no conversion is guessed).
+    threshold_amount = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    threshold_currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "journey_name"], name="approval_policy_unique"),
+            models.CheckConstraint(
+                condition=~Q(mode="above_threshold") | Q(threshold_amount__isnull=False, threshold_amount__gte=0),
+                name="approval_policy_threshold_set",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.journey_name}: {self.mode}"
