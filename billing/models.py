@@ -108,6 +108,8 @@ class Subscription(models.Model):
     quantity = models.DecimalField(max_digits=18, decimal_places=6, default=1)
     currency = currency_field()
     billing_cadence = models.CharField(max_length=16, choices=Cadence.choices, default=Cadence.MONTHLY)
+    # Null means nobody said which rate applies: the monthly batch's validation stops on it.
+    tax_rate = rate_field(null=True, blank=True)
     status = models.CharField(
         max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
     )

@@ -1,27 +1,52 @@
-"""The invoice email a customer receives."""
+"""The emails a customer receives about an invoice: the invoice, a reminder, a final notice."""
+
+from __future__ import annotations
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 
+from invoicing.documents import invoice_pdf
 from invoicing.models import Invoice
 
+INVOICE, REMINDER, FINAL_NOTICE = "invoice", "reminder", "final_notice"
 
-def send_invoice(invoice: Invoice) -> None:
-    """Send `invoice` to its customer's address through Django's email backend."""
+_SUBJECTS = {
+    INVOICE: "Invoice {number} from {tenant}",
+    REMINDER: "Reminder: invoice {number} from {tenant} is unpaid",
+    FINAL_NOTICE: "Final notice: invoice {number} from {tenant}",
+}
+_OPENINGS = {
+    INVOICE: "please find attached invoice {number} from {tenant}.",
+    REMINDER: "our records show invoice {number} from {tenant} as unpaid.",
+    FINAL_NOTICE: "invoice {number} from {tenant} is still unpaid despite our reminder. Please pay it now.",
+}
+
+
+def message_id(invoice: Invoice, kind: str) -> str:
+    """Stable per invoice and kind: a resend after a crash is the same message to the receiver."""
+    return f"<{kind}.{invoice.tenant_id}.{invoice.pk}.{invoice.number}@ledgerflow.invalid>"
+
+
+def send_invoice_document(invoice: Invoice, kind: str = INVOICE) -> None:
+    """Send the invoice (as a PDF attachment) or a chaser about it to the customer."""
     customer = invoice.customer
-    lines = [
-        f"Dear {customer.name},",
-        "",
-        f"please find invoice {invoice.number} from {invoice.tenant.name}.",
-        f"Amount due: {invoice.balance.normalize():f} {invoice.currency}, due on {invoice.due_date.isoformat()}.",
-        "",
-        "Thank you.",
-    ]
+    values = {"number": invoice.number, "tenant": invoice.tenant.name}
+    body = "\n".join(
+        [
+            f"Dear {customer.name},",
+            "",
+            _OPENINGS[kind].format(**values),
+            f"Amount due: {invoice.balance.normalize():f} {invoice.currency}, due on {invoice.due_date.isoformat()}.",
+            "",
+            "Thank you.",
+        ]
+    )
     message = EmailMessage(
-        subject=f"Invoice {invoice.number} from {invoice.tenant.name}",
-        body="\n".join(lines),
+        subject=_SUBJECTS[kind].format(**values),
+        body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[customer.email],
-        headers={"X-Ledgerflow-Invoice": invoice.number},
+        headers={"Message-ID": message_id(invoice, kind), "X-Ledgerflow-Invoice": invoice.number},
     )
+    message.attach(f"{invoice.number}.pdf", invoice_pdf(invoice), "application/pdf")
     message.send(fail_silently=False)

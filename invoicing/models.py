@@ -28,6 +28,15 @@ class Invoice(models.Model):
     balance = amount_field(default=0)
     memo = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Why the last email of this invoice failed; empty when it did not.
+    send_error = models.CharField(max_length=500, blank=True)
+    reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    final_notice_sent_at = models.DateTimeField(null=True, blank=True)
+    # The monthly batch (its batchId and the journey run) that drafted this invoice, if any.
+    batch_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - part of a partial unique key
+    batch_run = models.ForeignKey(
+        "journeys.JourneyRun", on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
     paid_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     written_off_at = models.DateTimeField(null=True, blank=True)
@@ -38,6 +47,12 @@ class Invoice(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "number"], name="invoice_unique_number_per_tenant"),
+            # One live batch invoice per customer, batch and period: a re-run drafts nothing twice.
+            models.UniqueConstraint(
+                fields=["customer", "batch_id", "period_start", "period_end"],
+                condition=Q(batch_id__isnull=False) & ~Q(status="cancelled"),
+                name="invoice_unique_batch_period",
+            ),
             models.CheckConstraint(condition=Q(subtotal__gte=0), name="invoice_subtotal_non_negative"),
             models.CheckConstraint(condition=Q(tax_total__gte=0), name="invoice_tax_total_non_negative"),
             models.CheckConstraint(
@@ -64,6 +79,7 @@ class Invoice(models.Model):
         indexes = [
             models.Index(fields=["tenant", "status", "due_date"], name="invoice_status_due_idx"),
             models.Index(fields=["tenant", "customer", "period_start"], name="invoice_customer_period_idx"),
+            models.Index(fields=["batch_run", "status"], name="invoice_batch_run_idx"),
         ]
 
     def __str__(self) -> str:

@@ -270,7 +270,7 @@ def invoice_adjust(
 
 def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
     """Email an issued invoice to its customer once; a second call sends nothing. True if sent."""
-    from invoicing.emails import send_invoice
+    from invoicing.emails import send_invoice_document
 
     with audited(actor=actor, reason="invoice emailed"):
         invoice = Invoice.objects.select_for_update().select_related("customer", "tenant").get(pk=invoice_id)
@@ -279,7 +279,7 @@ def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
         if not invoice.customer.email:
             log.warning("invoice_send.no_email", tenant=invoice.tenant_id, invoice=invoice.pk)
             return False
-        send_invoice(invoice)
+        send_invoice_document(invoice)
         invoice.sent_at = timezone.now()
         invoice.save(update_fields=["sent_at", "updated_at"])
     log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
