@@ -98,15 +98,23 @@ class Services:
 
 
 # --- Decision ---------------------------------------------------------------------------------
-def resolve(env: Mapping[str, str], *, start_embedded: bool = True) -> Services:
+def resolve(
+    env: Mapping[str, str],
+    *,
+    start_embedded: bool = True,
+    redis_db: int = 0,
+    data_subdir: str = "",
+) -> Services:
     """Decide the database and broker from `env`, starting embedded servers where needed.
 
-    With start_embedded=False, the embedded URLs are placeholders (for tests of the decision).
+    redis_db is the database of the default local Redis (the test suite keeps to its own);
+    data_subdir keeps the embedded servers of another user of this module (the test suite) apart
+    from the development data. With start_embedded=False the embedded URLs are placeholders.
     """
     mode = (env.get("LEDGERFLOW_SERVICES") or "auto").strip().lower()
     if mode not in MODES:
         raise ServicesError(f"LEDGERFLOW_SERVICES={mode!r} is not one of {', '.join(MODES)}.")
-    data_dir = Path(env.get("LEDGERFLOW_DATA_DIR") or BASE_DIR / ".ledgerflow").resolve()
+    data_dir = (Path(env.get("LEDGERFLOW_DATA_DIR") or BASE_DIR / ".ledgerflow") / data_subdir).resolve()
 
     pg_probe = env.get("LEDGERFLOW_PG_PROBE") or DEFAULT_PG_PROBE
     redis_probe = env.get("LEDGERFLOW_REDIS_PROBE") or DEFAULT_REDIS_PROBE
@@ -121,7 +129,7 @@ def resolve(env: Mapping[str, str], *, start_embedded: bool = True) -> Services:
         mode,
         name="REDIS_URL",
         configured=env.get("REDIS_URL") or "",
-        default=f"redis://{redis_probe}/0",
+        default=f"redis://{redis_probe}/{redis_db}",
         answers=lambda url: _answers(*_redis_address(url)),
     )
 
