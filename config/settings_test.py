@@ -20,7 +20,7 @@ except ServicesError:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 else:
     os.environ.update(_services.environ())
-    atexit.register(_services.stop)
+    atexit.register(_services.stop, quiet=True)
 
 from config.settings import *  # noqa: E402,F403
 
