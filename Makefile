@@ -41,19 +41,15 @@ chromium:
 # The development secret key is accepted only with DEBUG on; it is on for `make run` alone.
 run: export DEBUG ?= true
 run: export PORT := $(PORT)
+# The launcher picks the database and broker (real ones, or embedded ones when none answers),
+# runs the setup (database, migrations, schedules, demo data, admin login, static files) against
+# them, then starts web, worker and beat from the Procfile with honcho.
 run: install
-	$(MANAGE) ensure_database
-	$(MANAGE) migrate --noinput
-	$(MANAGE) sync_schedules
-	$(MANAGE) seed_demo
-	$(MANAGE) ensure_admin
-	$(MANAGE) collectstatic --noinput --verbosity 0
-	@echo
 	@echo "Ledgerflow is starting (web, worker, beat); stop it with Ctrl-C."
 	@echo "  Admin:    http://127.0.0.1:$(PORT)/admin/"
 	@echo "  API docs: http://127.0.0.1:$(PORT)/api/v1/docs/"
 	@echo
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+	$(PY) -m config.launch
 
 # --- Tests --------------------------------------------------------------------------------------
 test: install-dev chromium
