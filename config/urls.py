@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.api.not_found import api_not_found
 from core.health import healthz, readyz
 
 api_v1 = [
@@ -11,6 +12,7 @@ api_v1 = [
     path("", include("journeys.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^(?P<path>.*)$", api_not_found, name="api-not-found"),
 ]
 
 urlpatterns = [

@@ -37,6 +37,7 @@ class StepContext:
     context: dict[str, Any]
     started_by_id: int | None
     actor: Any  # audit.actors.Actor of the executing task
+    parent_pk: int | None = None  # the configuration run of a scheduled run
 
 
 @dataclass(frozen=True)

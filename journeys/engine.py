@@ -70,6 +70,7 @@ def _step_context(run: JourneyRun, actor: Actor) -> StepContext:
         context=run.context,
         started_by_id=run.started_by_id,
         actor=actor,
+        parent_pk=run.parent_id,
     )
 
 

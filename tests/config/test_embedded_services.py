@@ -237,7 +237,7 @@ def test_stack_on_embedded_servers_keeps_data_across_restarts_and_runs_tasks(mod
         token = TOKEN_LINE.search(output).group(1)
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
-        created = session.post(f"{first.base}/api/v1/customers", json={"name": "Embedded Air", "currency": "EUR"}, timeout=10)
+        created = session.post(f"{first.base}/api/v1/customers", json={"name": "Embedded Air", "currency": "EUR", "email": "ap@embedded.example"}, timeout=10)
         assert created.status_code == 201, created.text
         customer_id = created.json()["id"]
 

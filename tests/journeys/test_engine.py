@@ -14,7 +14,7 @@ from journeys import engine
 from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer
 from tests.conftest import grant_approver, wait_for
 from tests.factories import MembershipFactory, UserFactory
-from tests.journeys import sample
+from tests.journeys import sample  # noqa: F401 - registers the kernel-sample journey
 
 ACTOR = Actor.system("tests")
 
@@ -219,7 +219,7 @@ def test_dedupe_key_starts_a_run_once(tenant_a):
 @pytest.mark.django_db
 def test_recovery_reenqueues_a_step_whose_message_was_lost(tenant_a, preparer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):  # the message is "lost": never sent
-        run = start(tenant_a.tenant, preparer)
+        start(tenant_a.tenant, preparer)
 
     assert engine.runs_recover_stalled() == 0  # too early to call it lost
     with time_machine.travel(timezone.now() + timedelta(minutes=2)), django_capture_on_commit_callbacks(execute=False) as sent:

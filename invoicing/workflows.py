@@ -1,0 +1,167 @@
+"""The monthly invoicing batch (journey `monthly-invoicing-batch`).
+
+Configured once per tenant and batchId (POST /api/v1/journeys/monthly-invoicing-batch/start): the
+configuration run ends at once with status SCHEDULED and binds a schedule; every occurrence of the
+schedule then starts a scheduled run:
+
+    draftInvoices            one draft per active customer for the previous calendar month
+    validateDrafts           blocking findings? → recordValidationFailure → done (no approval)
+    waitForFinanceApproval   step approveInvoiceBatch: APPROVED → sendInvoices, REJECTED → recordRejection
+    recordRejection          lastRun REJECTED; the drafts are cancelled, their charges released
+    sendInvoices             numbered, payment_due, emailed with the PDF → lastRun SENT | SEND_FAILED
+    waitBeforeFirstReminder  timer: the latest due date + gracePeriodDuration (default P7D)
+    sendFirstReminder        only invoices still unpaid
+    waitBeforeFinalNotice    timer: reminderGapDuration (default P7D)
+    sendFinalNotice          only invoices still unpaid → lastRun CHASE_COMPLETED
+    done
+
+Every lastRun is copied onto the configuration run's result too.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import Tenant
+from core.timezones import business_today, business_zone
+from invoicing import batch
+from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER
+from journeys.definition import Approval, Journey, StepContext, Succeed, Task, Timer, register
+from journeys.models import JourneyRun
+from journeys.occurrences import parse_interval
+
+NAME = "monthly-invoicing-batch"
+DEFAULT_GAP = "P7D"
+
+
+def _period(context: dict) -> batch.BillingPeriod:
+    if context.get("billingPeriodStart") and context.get("billingPeriodEnd"):
+        return batch.BillingPeriod(
+            start=date.fromisoformat(context["billingPeriodStart"]), end=date.fromisoformat(context["billingPeriodEnd"])
+        )
+    scheduled_for = datetime.fromisoformat(context["scheduledFor"]) if context.get("scheduledFor") else timezone.now()
+    return batch.previous_month(business_today(scheduled_for))
+
+
+def _record_last_run(ctx: StepContext, status: str, **fields) -> None:
+    """lastRun on this run, and on its configuration run's result."""
+    last_run = {"batchId": ctx.context.get("batchId"), "runAt": timezone.now().isoformat(), "status": status, **fields}
+    ctx.context["lastRun"] = last_run
+    if ctx.parent_pk:
+        with transaction.atomic():
+            parent = JourneyRun.objects.select_for_update().get(pk=ctx.parent_pk)
+            parent.output = {**(parent.output or {}), "lastRun": last_run}
+            parent.save(update_fields=["output", "updated_at"])
+
+
+def draft_invoices(ctx: StepContext) -> None:
+    period = _period(ctx.context)
+    summary = batch.batch_draft(
+        tenant=Tenant.objects.get(pk=ctx.tenant_id),
+        batch_id=ctx.context["batchId"],
+        run_pk=ctx.run_pk,
+        period=period,
+        actor=ctx.actor,
+    )
+    ctx.context["billingPeriod"] = {"start": period.start.isoformat(), "end": period.end.isoformat()}
+    ctx.context["batch"] = summary.as_context()
+
+
+def validate_drafts(ctx: StepContext) -> str:
+    ctx.context["validation"] = batch.batch_validate(run_pk=ctx.run_pk)
+    return "ok" if ctx.context["validation"]["ok"] else "invalid"
+
+
+def record_validation_failure(ctx: StepContext) -> None:
+    batch.batch_cancel_drafts(run_pk=ctx.run_pk, actor=ctx.actor, reason="monthly batch failed validation")
+    validation = ctx.context["validation"]
+    _record_last_run(ctx, "VALIDATION_FAILED", issueCount=validation["issueCount"], issues=validation["issues"])
+
+
+def record_rejection(ctx: StepContext) -> None:
+    batch.batch_cancel_drafts(run_pk=ctx.run_pk, actor=ctx.actor, reason="monthly batch rejected")
+    _record_last_run(ctx, "REJECTED", reason=(ctx.context.get("approval") or {}).get("comment") or None)
+
+
+def send_invoices(ctx: StepContext) -> None:
+    tenant = Tenant.objects.get(pk=ctx.tenant_id)
+    batch.batch_issue(tenant=tenant, run_pk=ctx.run_pk, issue_date=business_today(), actor=ctx.actor)
+    result = batch.batch_send(run_pk=ctx.run_pk, kind=INVOICE, actor=ctx.actor)
+    status = "SENT" if result.failed == 0 else "SEND_FAILED"
+    _record_last_run(ctx, status, sentCount=result.sent, failedCount=result.failed)
+
+
+def send_first_reminder(ctx: StepContext) -> None:
+    ctx.context["remindedCount"] = batch.batch_send(run_pk=ctx.run_pk, kind=REMINDER, actor=ctx.actor).sent
+
+
+def send_final_notice(ctx: StepContext) -> None:
+    final = batch.batch_send(run_pk=ctx.run_pk, kind=FINAL_NOTICE, actor=ctx.actor).sent
+    _record_last_run(ctx, "CHASE_COMPLETED", remindedCount=ctx.context.get("remindedCount", 0), finalNoticeCount=final)
+
+
+def first_reminder_due(context: dict, now: datetime) -> datetime:
+    """gracePeriodDuration after the batch's latest due date (the end of that business day)."""
+    grace = parse_interval(context.get("gracePeriodDuration") or DEFAULT_GAP)
+    due = context.get("latestDueDate")
+    if not due:
+        return now + grace
+    end_of_due_day = datetime.combine(date.fromisoformat(due) + timedelta(days=1), time.min, tzinfo=business_zone())
+    return max(now, end_of_due_day + grace)
+
+
+def final_notice_due(context: dict, now: datetime) -> datetime:
+    return now + parse_interval(context.get("reminderGapDuration") or DEFAULT_GAP)
+
+
+def note_latest_due_date(ctx: StepContext) -> None:
+    latest = batch.batch_latest_due_date(run_pk=ctx.run_pk)
+    ctx.context["latestDueDate"] = latest.isoformat() if latest else None
+
+
+def approval_summary(context: dict) -> dict:
+    return {
+        "billingPeriod": context.get("billingPeriod"),
+        **(context.get("batch") or {}),
+        "issues": (context.get("validation") or {}).get("issues", []),
+    }
+
+
+def config_output(context: dict) -> dict:
+    return {
+        "status": "SCHEDULED",
+        **{k: context[k] for k in ("tenantId", "batchId", "firstRunAt", "interval", "maxRuns")},
+    }
+
+
+monthly_invoicing_batch = register(
+    Journey(
+        name=NAME,
+        start="draftInvoices",
+        config_output=config_output,
+        states=[
+            Task("draftInvoices", draft_invoices, next="validateDrafts"),
+            Task("validateDrafts", validate_drafts, routes={"ok": "waitForFinanceApproval", "invalid": "recordValidationFailure"}),
+            Task("recordValidationFailure", record_validation_failure, next="done"),
+            Approval(
+                "waitForFinanceApproval",
+                step_id="approveInvoiceBatch",
+                routes={"APPROVED": "sendInvoices", "REJECTED": "recordRejection"},
+                summary=approval_summary,
+            ),
+            Task("recordRejection", record_rejection, next="done"),
+            # Long and outside-facing: leased, each email its own transaction, on the io queue.
+            Task("sendInvoices", send_invoices, transactional=False, queue="io", next="noteDueDates"),
+            Task("noteDueDates", note_latest_due_date, next="waitBeforeFirstReminder"),
+            Timer("waitBeforeFirstReminder", due_at=first_reminder_due, next="sendFirstReminder"),
+            Task("sendFirstReminder", send_first_reminder, transactional=False, queue="io", next="waitBeforeFinalNotice"),
+            Timer("waitBeforeFinalNotice", due_at=final_notice_due, next="sendFinalNotice"),
+            Task("sendFinalNotice", send_final_notice, transactional=False, queue="io", next="done"),
+            Succeed("done", output=lambda context: {"status": context["lastRun"]["status"], "lastRun": context["lastRun"]}),
+        ],
+    )
+)
+
