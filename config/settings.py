@@ -161,6 +161,7 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "billing.lifecycle.PaymentStatus",
         "SubscriptionStatusEnum": "billing.lifecycle.SubscriptionStatus",
         "CancellationSourceEnum": "billing.lifecycle.CancellationSource",
+        "BillingPeriodTypeEnum": "consolidation.lifecycle.PeriodType",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,

@@ -176,4 +176,10 @@ class CustomerSettingsView(APIView):
         services.customer_billing_period_update(customer=customer, actor=Actor.for_request(request), **body.validated_data)
         return Response(self._body(customer))
 
-    patch = put
+    @extend_schema(
+        operation_id="consolidation_customer_settings_patch",
+        request=CustomerSettingsSerializer,
+        responses={200: CustomerSettingsSerializer},
+    )
+    def patch(self, request, customer_id: int):
+        return self.put(request, customer_id)
