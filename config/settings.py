@@ -161,6 +161,7 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "billing.lifecycle.PaymentStatus",
         "SubscriptionStatusEnum": "billing.lifecycle.SubscriptionStatus",
         "CancellationSourceEnum": "billing.lifecycle.CancellationSource",
+        "BillingPeriodTypeEnum": "consolidation.lifecycle.PeriodType",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
@@ -191,6 +192,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # the bookkeeping tasks.
 CELERY_TASK_ROUTES = {
     "invoicing.send_invoice_email": {"queue": "io"},
+    "consolidation.send_consolidated_invoices": {"queue": "io"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -208,6 +210,8 @@ JOURNEY_SCHEDULE_TICK_SECONDS = env.int("JOURNEY_SCHEDULE_TICK_SECONDS", default
 # Celery's Django fixup closes the database connection after every task unless told otherwise:
 # that is a new PostgreSQL session per task.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+# Hour (business time zone) of the daily consolidation run; the beat entry is synced on start.
+CONSOLIDATION_RUN_HOUR = env.int("CONSOLIDATION_RUN_HOUR", default=1)
 
 # --- Logging -----------------------------------------------------------------------------------
 from core.logging import logging_config  # noqa: E402  (plain function, imports no models)

@@ -142,6 +142,18 @@ PERIODIC_TASKS: tuple[FixedSchedule, ...] = (
         minute="0",
         description="Open invoices past their due date become overdue (daily, 02:00 business time).",
     ),
+    FixedSchedule(
+        task="consolidation.start_daily_runs",
+        hour=str(settings.CONSOLIDATION_RUN_HOUR),
+        minute="0",
+        description="Consolidate the invoices of customers whose billing period ends today (daily, business time).",
+    ),
+    FixedSchedule(
+        task="consolidation.mark_overdue",
+        hour="2",
+        minute="5",
+        description="Consolidated invoices past their due date become overdue (daily, 02:05 business time).",
+    ),
 )
 
 

@@ -284,3 +284,30 @@ def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
         invoice.save(update_fields=["sent_at", "updated_at"])
     log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
     return True
+
+
+# --- Settlement through a consolidated invoice (called by consolidation) -------------------------
+# Kept at the end on purpose: reconciliation is being built alongside and will own payment
+# application; this is only the "paid in full by someone else's document" transition.
+def invoices_settle_in_full(*, invoice_ids: list[int], actor: Actor, paid_at=None) -> int:
+    """Each open invoice among `invoice_ids` becomes paid in full (amount_paid = total − credits,
+    balance 0) through the transition table; invoices already settled are left as they are."""
+    from django.db.models import F
+
+    paid_at = paid_at or timezone.now()
+    settled = (InvoiceStatus.PAID, InvoiceStatus.CANCELLED, InvoiceStatus.WRITTEN_OFF)
+    with audited(actor=actor, reason="settled by a consolidated invoice"):
+        locked = list(Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk").values_list("pk", "status"))
+        to_pay = []
+        for pk, status in locked:
+            if status in settled:
+                continue
+            INVOICE_TRANSITIONS.check(status, InvoiceStatus.PAID)
+            to_pay.append(pk)
+        return Invoice.objects.filter(pk__in=to_pay).update(
+            status=InvoiceStatus.PAID,
+            amount_paid=F("total") - F("amount_credited"),
+            balance=ZERO,
+            paid_at=paid_at,
+            updated_at=timezone.now(),
+        )

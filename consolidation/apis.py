@@ -1,0 +1,185 @@
+"""REST API of consolidation: consolidated invoices, generate now, the scheduler, customer settings."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.actors import Actor
+from billing.models import Customer
+from consolidation import selectors, services
+from consolidation.lifecycle import ConsolidatedStatus, KycStatus, PeriodType
+from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
+from core.api.serializers import StrictSerializer, TenantScopedPrimaryKeyRelatedField
+from core.api.views import TenantScopedViewSet
+from core.errors import NotFound
+from journeys import selectors as journey_selectors
+
+
+class LineSerializer(serializers.ModelSerializer):
+    invoice_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ConsolidatedInvoiceLine
+        fields = ["id", "source_invoice", "invoice_number", "invoice_date", "amount", "currency", "details", "invoice_url"]
+        read_only_fields = fields
+
+    def get_invoice_url(self, line) -> str:
+        return f"/api/v1/invoices/{line.source_invoice_id}"
+
+
+class ConsolidatedInvoiceSerializer(serializers.ModelSerializer):
+    lines = LineSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ConsolidatedInvoice
+        fields = [
+            "id",
+            "number",
+            "customer",
+            "period_type",
+            "period_start",
+            "period_end",
+            "status",
+            "currency",
+            "total",
+            "totals_by_currency",
+            "invoice_count",
+            "firs",
+            "countries",
+            "aircraft",
+            "issue_date",
+            "due_date",
+            "sent_at",
+            "paid_at",
+            "payment_reference",
+            "created_at",
+            "updated_at",
+            "lines",
+        ]
+        read_only_fields = fields
+
+
+class ConsolidatedInvoiceFilter(django_filters.FilterSet):
+    customer = django_filters.NumberFilter(field_name="customer_id")
+    status = django_filters.MultipleChoiceFilter(choices=ConsolidatedStatus.choices)
+    # period=2026-W04 or 2026-M01 (the numbering's period key), or a date the period contains.
+    period = django_filters.CharFilter(method="filter_period")
+
+    class Meta:
+        model = ConsolidatedInvoice
+        fields = []
+
+    def filter_period(self, queryset, name, value):
+        if match := re.fullmatch(r"(\d{4})-W(\d{2})", value):
+            return queryset.filter(
+                period_type=PeriodType.WEEKLY, period_start__iso_year=int(match[1]), period_start__week=int(match[2])
+            )
+        if match := re.fullmatch(r"(\d{4})-M(\d{2})", value):
+            return queryset.filter(
+                period_type=PeriodType.MONTHLY, period_start__year=int(match[1]), period_start__month=int(match[2])
+            )
+        try:
+            day = date.fromisoformat(value)
+        except ValueError as exc:
+            raise serializers.ValidationError({"period": ["Use 2026-W04, 2026-M01 or a date."]}) from exc
+        return queryset.filter(period_start__lte=day, period_end__gte=day)
+
+
+class GenerateSerializer(StrictSerializer):
+    customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
+    period_start = serializers.DateField(required=False, allow_null=True, default=None)
+
+
+class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = ConsolidatedInvoice.objects.select_related("customer").prefetch_related("lines")
+    serializer_class = ConsolidatedInvoiceSerializer
+    filterset_class = ConsolidatedInvoiceFilter
+
+    @extend_schema(request=GenerateSerializer, responses={201: ConsolidatedInvoiceSerializer})
+    @action(detail=False, methods=["post"])
+    def generate(self, request):
+        """Consolidate one customer's period now (default: the current one); 409/422 say why not."""
+        body = GenerateSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        generated = services.consolidated_generate(
+            customer=body.validated_data["customer"],
+            actor=self.actor,
+            user=request.user,
+            period_start=body.validated_data["period_start"],
+        )
+        data = ConsolidatedInvoiceSerializer(self.get_queryset().get(pk=generated.invoice.pk)).data
+        return Response(
+            {**data, "journeyId": generated.run.journey_id, "_links": {"journey": {"href": f"/api/v1/journeys/{generated.run.journey_id}"}}},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class SchedulerStatusView(APIView):
+    @extend_schema(operation_id="consolidation_scheduler_status", responses={200: dict})
+    def get(self, request):
+        return Response(selectors.scheduler_status(tenant=request.tenant))
+
+
+class SchedulerTriggerView(APIView):
+    @extend_schema(operation_id="consolidation_scheduler_trigger", request=None, responses={202: dict})
+    def post(self, request):
+        """Start today's consolidation journey for the caller's tenant now."""
+        run = services.consolidation_trigger(tenant=request.tenant, actor=Actor.for_request(request), user=request.user)
+        return Response(journey_selectors.run_status(run), status=status.HTTP_202_ACCEPTED)
+
+
+class CustomerSettingsSerializer(StrictSerializer):
+    billing_period_enabled = serializers.BooleanField(source="enabled", required=False)
+    billing_period_type = serializers.ChoiceField(source="period_type", choices=PeriodType.choices, required=False)
+    billing_period_start_day = serializers.IntegerField(source="start_day", required=False)
+    kyc_status = serializers.ChoiceField(choices=KycStatus.choices, required=False)
+    enabled_since = serializers.DateField(read_only=True)
+    disabled_on = serializers.DateField(read_only=True)
+    final_period_start = serializers.DateField(read_only=True)
+    final_period_end = serializers.DateField(read_only=True)
+
+
+class CustomerSettingsView(APIView):
+    """A customer's consolidation settings (kept beside the customer, in consolidation)."""
+
+    def _customer(self, request, customer_id: int) -> Customer:
+        customer = Customer.objects.filter(tenant=request.tenant, pk=customer_id).first()
+        if customer is None:
+            raise NotFound("No such customer.")
+        return customer
+
+    def _body(self, customer: Customer) -> dict:
+        row = CustomerBillingPeriod.objects.filter(customer=customer).first() or CustomerBillingPeriod(customer=customer)
+        return {"customerId": customer.pk, **CustomerSettingsSerializer(row).data}
+
+    @extend_schema(operation_id="consolidation_customer_settings", responses={200: CustomerSettingsSerializer})
+    def get(self, request, customer_id: int):
+        return Response(self._body(self._customer(request, customer_id)))
+
+    @extend_schema(
+        operation_id="consolidation_customer_settings_update",
+        request=CustomerSettingsSerializer,
+        responses={200: CustomerSettingsSerializer},
+    )
+    def put(self, request, customer_id: int):
+        customer = self._customer(request, customer_id)
+        body = CustomerSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.customer_billing_period_update(customer=customer, actor=Actor.for_request(request), **body.validated_data)
+        return Response(self._body(customer))
+
+    @extend_schema(
+        operation_id="consolidation_customer_settings_patch",
+        request=CustomerSettingsSerializer,
+        responses={200: CustomerSettingsSerializer},
+    )
+    def patch(self, request, customer_id: int):
+        return self.put(request, customer_id)

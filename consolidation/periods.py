@@ -1,0 +1,63 @@
+"""Billing periods: pure date arithmetic on business dates (read in BUSINESS_TIME_ZONE at the edges).
+
+Weekly: the period starts on the most recent start day (1 = Monday … 7 = Sunday) on or before the
+date and lasts 7 days. Monthly: it starts on the start day (1–28, so it exists in every month) of
+the date's month, or of the previous month when the date is earlier, and ends the day before the
+next start day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+from consolidation.lifecycle import PeriodType
+
+WEEKLY_START_DAYS = range(1, 8)
+# 28 is the last day every month has, so a monthly period never needs clamping.
+MONTHLY_START_DAYS = range(1, 29)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    type: str
+    start: date
+    end: date
+
+    @property
+    def key(self) -> str:
+        """`2026-W04` (ISO week-year and week of the start) or `2026-M01`: the numbering series."""
+        if self.type == PeriodType.WEEKLY:
+            iso = self.start.isocalendar()
+            return f"{iso.year}-W{iso.week:02d}"
+        return f"{self.start.year}-M{self.start.month:02d}"
+
+
+def start_day_range(period_type: str) -> range:
+    return WEEKLY_START_DAYS if period_type == PeriodType.WEEKLY else MONTHLY_START_DAYS
+
+
+def period_containing(day: date, *, period_type: str, start_day: int) -> Period:
+    """The billing period `day` falls in."""
+    if start_day not in start_day_range(period_type):
+        raise ValueError(f"start day {start_day} is outside {period_type} range")
+    if period_type == PeriodType.WEEKLY:
+        start = day - timedelta(days=(day.isoweekday() - start_day) % 7)
+        return Period(period_type, start, start + timedelta(days=6))
+    start = day.replace(day=start_day)
+    if day.day < start_day:
+        start = start - relativedelta(months=1)
+    return Period(period_type, start, start + relativedelta(months=1) - timedelta(days=1))
+
+
+def ends_on(day: date, *, period_type: str, start_day: int) -> bool:
+    """True when `day` is the last day of its period: the next day starts a new one."""
+    following = day + timedelta(days=1)
+    return (following.isoweekday() if period_type == PeriodType.WEEKLY else following.day) == start_day
+
+
+def consolidated_number(prefix: str, period: Period, sequence: int) -> str:
+    """CONS-2026-W04-001: prefix, period key, sequence per tenant and period (3 digits at least)."""
+    return f"{prefix}-{period.key}-{sequence:03d}"

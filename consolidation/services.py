@@ -1,0 +1,546 @@
+"""Every write of consolidation: customer settings, building drafts (set-based), approval outcomes,
+issuing with gapless numbers, sending, settling, marking overdue, and starting runs.
+
+Invariants:
+- One consolidated invoice per (customer, period) that is not cancelled: a partial unique index,
+  and inserts that do nothing on conflict, so racing beats, workers or manual triggers make one.
+- A source invoice is in at most one consolidated invoice: the line's unique source_invoice_id
+  is the "included" mark, written in the same statement that creates the line.
+- A customer's draft, its lines and its totals commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import structlog
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.actors import Actor
+from audit.context import audited
+from billing.models import Customer, Tenant
+from consolidation import selectors
+from consolidation.lifecycle import (
+    CONSOLIDATED_TRANSITIONS,
+    SOURCE_STATUSES,
+    ConsolidatedStatus,
+    KycStatus,
+    PeriodType,
+)
+from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
+from consolidation.periods import period_containing, start_day_range
+from consolidation.selectors import JOURNEY_NAME, Target
+from core.errors import ApplicationError, Conflict, ValidationFailed
+from core.timezones import business_today
+
+log = structlog.get_logger(__name__)
+
+# Customers per build transaction: ~30 source invoices each, so about 30,000 lines per statement —
+# large enough that per-statement overhead vanishes, small enough that a transaction holds its
+# locks for well under a second and a failure redoes little.
+BUILD_CHUNK = 1000
+# Consolidated invoices per email task: each renders a PDF (~10 ms), so a task stays around a second.
+SEND_CHUNK = 50
+
+
+class CustomerNotEnabled(Conflict):
+    code = "customer-not-enabled"
+    title = "Customer not enabled for consolidation"
+
+
+class PeriodAlreadyConsolidated(Conflict):
+    code = "period-already-consolidated"
+    title = "Period already consolidated"
+
+
+class NoInvoicesInPeriod(ApplicationError):
+    status = 422
+    code = "no-invoices-in-period"
+    title = "No invoices to consolidate"
+
+
+# --- Customer settings ---------------------------------------------------------------------------
+def customer_billing_period_update(
+    *,
+    customer: Customer,
+    actor: Actor,
+    enabled: bool | None = None,
+    period_type: str | None = None,
+    start_day: int | None = None,
+    kyc_status: str | None = None,
+    today: date | None = None,
+) -> CustomerBillingPeriod:
+    """Create or change a customer's consolidation settings.
+
+    Turning it off mid-period keeps the open period for one final consolidated invoice (unless the
+    tenant says otherwise); turning it on starts with today's invoices.
+    """
+    today = today or business_today()
+    with audited(actor=actor, reason="consolidation settings changed"):
+        row, _ = CustomerBillingPeriod.objects.select_for_update().get_or_create(
+            customer=customer, defaults={"tenant_id": customer.tenant_id}
+        )
+        was_enabled = row.enabled
+        if period_type is not None:
+            if period_type not in PeriodType.values:
+                raise ValidationFailed(f"billingPeriodType must be one of {', '.join(PeriodType.values)}.", field="billingPeriodType")
+            row.period_type = period_type
+        if start_day is not None:
+            row.start_day = start_day
+        if start_day is not None or period_type is not None:
+            allowed = start_day_range(row.period_type)
+            if row.start_day not in allowed:
+                raise ValidationFailed(
+                    f"billingPeriodStartDay must be {allowed.start}–{allowed.stop - 1} for {row.period_type}.",
+                    field="billingPeriodStartDay",
+                )
+        if kyc_status is not None:
+            if kyc_status not in KycStatus.values:
+                raise ValidationFailed(f"kycStatus must be one of {', '.join(KycStatus.values)}.", field="kycStatus")
+            row.kyc_status = kyc_status
+        if enabled is True and not was_enabled:
+            pending_final = row.final_period_end is not None and row.final_period_end >= today
+            if not pending_final or row.enabled_since is None:
+                row.enabled_since = today
+            row.enabled = True
+            row.disabled_on = row.final_period_start = row.final_period_end = None
+        elif enabled is False and was_enabled:
+            row.enabled = False
+            row.disabled_on = today
+            if selectors.tenant_settings(customer.tenant_id).final_invoice_on_disable:
+                period = period_containing(today, period_type=row.period_type, start_day=row.start_day)
+                row.final_period_start, row.final_period_end = period.start, period.end
+        row.save()
+    return row
+
+
+# --- Building drafts (set-based) -----------------------------------------------------------------
+_ELIGIBLE = f"""
+    i.customer_id = t.customer_id
+    AND i.status IN ({", ".join(f"'{s}'" for s in SOURCE_STATUSES)})
+    AND i.balance > 0
+    AND i.issue_date <= t.until
+    AND (t.since IS NULL OR i.issue_date >= t.since)
+    AND NOT EXISTS (SELECT 1 FROM consolidation_consolidatedinvoiceline x WHERE x.source_invoice_id = i.id)
+"""
+
+_BUILD_SQL = f"""
+WITH targets AS (
+    SELECT * FROM unnest(%(customers)s::bigint[], %(types)s::text[], %(starts)s::date[], %(ends)s::date[],
+                         %(sinces)s::date[], %(untils)s::date[], %(currencies)s::text[])
+        AS t(customer_id, period_type, period_start, period_end, since, until, currency)
+),
+new_ci AS (
+    INSERT INTO consolidation_consolidatedinvoice
+        (tenant_id, customer_id, period_type, period_start, period_end, status, currency, total,
+         totals_by_currency, invoice_count, firs, countries, aircraft, payment_reference, journey_run_id,
+         created_at, updated_at)
+    SELECT %(tenant)s, t.customer_id, t.period_type, t.period_start, t.period_end, 'DRAFT', t.currency, 0,
+           '{{}}'::jsonb, 0, '[]'::jsonb, '[]'::jsonb, '[]'::jsonb, '', %(run)s, now(), now()
+    FROM targets t
+    WHERE EXISTS (SELECT 1 FROM invoicing_invoice i WHERE {_ELIGIBLE})
+    ON CONFLICT (customer_id, period_start, period_end) WHERE status <> 'CANCELLED' DO NOTHING
+    RETURNING id, customer_id
+),
+new_lines AS (
+    INSERT INTO consolidation_consolidatedinvoiceline
+        (tenant_id, consolidated_invoice_id, source_invoice_id, invoice_number, invoice_date, amount, currency, details)
+    SELECT %(tenant)s, c.id, i.id, i.number, i.issue_date, i.balance, i.currency,
+           coalesce((SELECT jsonb_agg(ch.details ORDER BY ch.occurred_at, ch.id)
+                     FROM billing_charge ch WHERE ch.invoice_id = i.id), '[]'::jsonb)
+    FROM new_ci c
+    JOIN targets t ON t.customer_id = c.customer_id
+    JOIN invoicing_invoice i ON {_ELIGIBLE}
+    ON CONFLICT (source_invoice_id) DO NOTHING
+    RETURNING consolidated_invoice_id
+)
+SELECT c.id FROM new_ci c
+WHERE EXISTS (SELECT 1 FROM new_lines l WHERE l.consolidated_invoice_id = c.id)
+"""
+
+
+def _facts(key: str) -> str:
+    """Distinct values of a details key (an array, or a single string) across a draft's charges."""
+    return f"""
+    SELECT l.consolidated_invoice_id AS id, jsonb_agg(DISTINCT v ORDER BY v) AS vals
+    FROM consolidation_consolidatedinvoiceline l
+    CROSS JOIN LATERAL jsonb_array_elements(l.details) AS d(charge)
+    CROSS JOIN LATERAL jsonb_array_elements_text(
+        CASE jsonb_typeof(d.charge -> '{key}')
+            WHEN 'array' THEN d.charge -> '{key}'
+            WHEN 'string' THEN jsonb_build_array(d.charge -> '{key}')
+            ELSE '[]'::jsonb END) AS v
+    WHERE l.consolidated_invoice_id = ANY(%(ids)s)
+    GROUP BY 1
+    """
+
+
+_TOTALS_SQL = f"""
+WITH per_currency AS (
+    SELECT l.consolidated_invoice_id AS id, l.currency, sum(l.amount) AS amount, count(*) AS n
+    FROM consolidation_consolidatedinvoiceline l
+    WHERE l.consolidated_invoice_id = ANY(%(ids)s)
+    GROUP BY 1, 2
+),
+totals AS (
+    SELECT id, jsonb_object_agg(currency, amount::text) AS by_currency, sum(n) AS n FROM per_currency GROUP BY id
+),
+firs AS ({_facts("firs")}),
+countries AS ({_facts("countries")}),
+aircraft AS ({_facts("aircraft")})
+UPDATE consolidation_consolidatedinvoice ci
+SET totals_by_currency = t.by_currency,
+    total = coalesce((t.by_currency ->> ci.currency)::numeric, 0),
+    invoice_count = t.n,
+    firs = coalesce(f.vals, '[]'::jsonb),
+    countries = coalesce(c.vals, '[]'::jsonb),
+    aircraft = coalesce(a.vals, '[]'::jsonb),
+    updated_at = now()
+FROM totals t
+LEFT JOIN firs f ON f.id = t.id
+LEFT JOIN countries c ON c.id = t.id
+LEFT JOIN aircraft a ON a.id = t.id
+WHERE ci.id = t.id
+"""
+
+# A draft whose every source was taken by a racing consolidation of another period in the same
+# instant has no line: it must not exist (zero invoices make no consolidated invoice).
+_DROP_EMPTY_SQL = """
+DELETE FROM consolidation_consolidatedinvoice ci
+WHERE ci.tenant_id = %(tenant)s AND ci.journey_run_id = %(run)s AND ci.status = 'DRAFT' AND ci.invoice_count = 0
+  AND NOT EXISTS (SELECT 1 FROM consolidation_consolidatedinvoiceline l WHERE l.consolidated_invoice_id = ci.id)
+"""
+
+
+def _build_chunk(*, tenant_id: int, run_pk: int, targets: list[Target]) -> list[int]:
+    """Drafts, lines and totals for these targets in the caller's transaction. Returns the new ids."""
+    params = {
+        "tenant": tenant_id,
+        "run": run_pk,
+        "customers": [t.customer_id for t in targets],
+        "types": [t.period.type for t in targets],
+        "starts": [t.period.start for t in targets],
+        "ends": [t.period.end for t in targets],
+        "sinces": [t.since for t in targets],
+        "untils": [t.until for t in targets],
+        "currencies": [t.currency for t in targets],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_BUILD_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            cursor.execute(_TOTALS_SQL, {"ids": ids})
+        cursor.execute(_DROP_EMPTY_SQL, {"tenant": tenant_id, "run": run_pk})
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSummary:
+    customers: int
+    created: int
+
+
+def drafts_build(*, tenant_id: int, run_pk: int, day: date, customer_ids: list[int], actor: Actor) -> BuildSummary:
+    """Draft consolidated invoices for the customers whose period ends on `day`, chunk by chunk.
+
+    Each chunk is one transaction, so a failure leaves every customer either fully built (earlier
+    chunks) or untouched; running it again builds only what is missing.
+    """
+    created = 0
+    for offset in range(0, len(customer_ids), BUILD_CHUNK):
+        chunk = customer_ids[offset : offset + BUILD_CHUNK]
+        targets = selectors.targets_for(customer_ids=chunk, day=day)
+        with audited(actor=actor, reason=f"consolidation drafted for {day.isoformat()}"):
+            created += len(_build_chunk(tenant_id=tenant_id, run_pk=run_pk, targets=targets))
+    log.info("consolidation.drafts_built", tenant=tenant_id, run=run_pk, customers=len(customer_ids), created=created)
+    return BuildSummary(customers=len(customer_ids), created=created)
+
+
+# --- Approval outcome, issue ---------------------------------------------------------------------
+def drafts_discard(*, run_pk: int, actor: Actor) -> int:
+    """A rejected run's drafts are cancelled and their sources released (they go into a later period)."""
+    with audited(actor=actor, reason="consolidation rejected"):
+        ids = list(
+            ConsolidatedInvoice.objects.select_for_update()
+            .filter(journey_run_id=run_pk, status=ConsolidatedStatus.DRAFT)
+            .values_list("id", flat=True)
+        )
+        ConsolidatedInvoiceLine.objects.filter(consolidated_invoice_id__in=ids).delete()
+        return ConsolidatedInvoice.objects.filter(pk__in=ids).update(
+            status=ConsolidatedStatus.CANCELLED, updated_at=timezone.now()
+        )
+
+
+_PERIOD_KEY = (
+    "CASE WHEN period_type = 'WEEKLY' THEN to_char(period_start, 'IYYY-\"W\"IW') "
+    "ELSE to_char(period_start, 'YYYY-\"M\"MM') END"
+)
+
+_ISSUE_SQL = f"""
+WITH bases AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(bases)s::int[]) AS b(period_key, base)
+),
+ranked AS (
+    SELECT id, {_PERIOD_KEY} AS period_key,
+           row_number() OVER (PARTITION BY {_PERIOD_KEY} ORDER BY customer_id, id) AS rn
+    FROM consolidation_consolidatedinvoice
+    WHERE journey_run_id = %(run)s AND status = 'DRAFT'
+)
+UPDATE consolidation_consolidatedinvoice ci
+SET number = %(prefix)s || '-' || r.period_key || '-' || lpad((b.base + r.rn)::text, greatest(3, length((b.base + r.rn)::text)), '0'),
+    status = 'PENDING', issue_date = %(issued)s, due_date = %(due)s, updated_at = now()
+FROM ranked r JOIN bases b ON b.period_key = r.period_key
+WHERE ci.id = r.id
+RETURNING ci.id
+"""
+
+
+def _reserve_numbers(*, tenant_id: int, counts: dict[str, int]) -> dict[str, int]:
+    """Reserve counts[key] numbers per period key; returns the last value before each block.
+
+    The counter rows stay locked until the issuing transaction ends (locked in key order, so two
+    issuers never deadlock): a rollback hands the block back — no gap, no duplicate.
+    """
+    bases = {}
+    with connection.cursor() as cursor:
+        for key in sorted(counts):
+            cursor.execute(
+                "INSERT INTO consolidation_consolidationnumbersequence (tenant_id, period_key, last_value) "
+                "VALUES (%s, %s, 0) ON CONFLICT (tenant_id, period_key) DO NOTHING",
+                [tenant_id, key],
+            )
+            cursor.execute(
+                "UPDATE consolidation_consolidationnumbersequence SET last_value = last_value + %s "
+                "WHERE tenant_id = %s AND period_key = %s RETURNING last_value - %s",
+                [counts[key], tenant_id, key, counts[key]],
+            )
+            bases[key] = cursor.fetchone()[0]
+    return bases
+
+
+def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date | None = None) -> int:
+    """The run's drafts become PENDING: numbered per period without gaps, dated, due after the
+    tenant's payment terms, and emailed (with a PDF) after commit. Returns how many were issued."""
+    issued_on = issue_date or business_today()
+    due_on = issued_on + timedelta(days=tenant.payment_terms_days)
+    prefix = selectors.tenant_settings(tenant.pk).number_prefix
+    with audited(actor=actor, reason="consolidated invoices issued"):
+        with connection.cursor() as cursor:
+            # lock the drafts so a concurrent discard or issue of the same run waits
+            cursor.execute(
+                f"SELECT {_PERIOD_KEY}, count(*) FROM (SELECT period_type, period_start "  # noqa: S608 - constant SQL
+                "FROM consolidation_consolidatedinvoice WHERE journey_run_id = %s AND status = 'DRAFT' FOR UPDATE) d "
+                "GROUP BY 1",
+                [run_pk],
+            )
+            counts = dict(cursor.fetchall())
+            if not counts:
+                return 0
+            bases = _reserve_numbers(tenant_id=tenant.pk, counts=counts)
+            cursor.execute(
+                _ISSUE_SQL,
+                {
+                    "run": run_pk,
+                    "keys": list(bases),
+                    "bases": list(bases.values()),
+                    "prefix": prefix,
+                    "issued": issued_on,
+                    "due": due_on,
+                },
+            )
+            ids = sorted(row[0] for row in cursor.fetchall())
+        _enqueue_sends(ids)
+    log.info("consolidation.issued", tenant=tenant.pk, run=run_pk, count=len(ids))
+    return len(ids)
+
+
+def _enqueue_sends(ids: list[int]) -> None:
+    from consolidation.tasks import send_consolidated_invoices
+
+    for offset in range(0, len(ids), SEND_CHUNK):
+        chunk = ids[offset : offset + SEND_CHUNK]
+        transaction.on_commit(lambda chunk=chunk: send_consolidated_invoices.delay(chunk))
+
+
+# --- Sending -------------------------------------------------------------------------------------
+def consolidated_invoice_send(*, consolidated_invoice_id: int, actor: Actor) -> bool:
+    """Email an issued consolidated invoice with its PDF once; a second call sends nothing."""
+    from consolidation.emails import send_consolidated_invoice
+
+    with audited(actor=actor, reason="consolidated invoice emailed"):
+        ci = (
+            ConsolidatedInvoice.objects.select_for_update(of=("self",))
+            .select_related("customer", "tenant")
+            .filter(pk=consolidated_invoice_id)
+            .first()
+        )
+        if ci is None or ci.sent_at is not None or ci.status in (ConsolidatedStatus.DRAFT, ConsolidatedStatus.CANCELLED):
+            return False
+        if not ci.customer.email:
+            log.warning("consolidated_send.no_email", tenant=ci.tenant_id, consolidated_invoice=ci.pk)
+            return False
+        send_consolidated_invoice(ci)
+        ci.sent_at = timezone.now()
+        ci.save(update_fields=["sent_at", "updated_at"])
+    log.info("consolidated.sent", tenant=ci.tenant_id, consolidated_invoice=ci.pk, number=ci.number)
+    return True
+
+
+# --- Payment, overdue ----------------------------------------------------------------------------
+def consolidated_invoice_settle(
+    *,
+    consolidated_invoice: ConsolidatedInvoice,
+    actor: Actor,
+    payment_reference: str = "",
+    amount: Decimal | None = None,
+    currency: str | None = None,
+    paid_at: datetime | None = None,
+) -> ConsolidatedInvoice:
+    """A payment of the whole consolidated invoice: PENDING/OVERDUE → PAID, and every source
+    invoice settled in full through the invoicing transition table. Paying it again is a no-op.
+
+    With `amount`, it must equal the invoice's total in its currency (a partial payment is not a
+    settlement: reconciliation keeps it unapplied).
+    """
+    from invoicing.services import invoices_settle_in_full
+
+    paid_at = paid_at or timezone.now()
+    with audited(actor=actor, reason=f"consolidated invoice paid {payment_reference}".strip()):
+        ci = ConsolidatedInvoice.objects.select_for_update().get(pk=consolidated_invoice.pk)
+        if ci.status == ConsolidatedStatus.PAID:
+            return ci
+        CONSOLIDATED_TRANSITIONS.check(ci.status, ConsolidatedStatus.PAID)
+        if amount is not None:
+            if currency != ci.currency or amount != ci.total or set(ci.totals_by_currency) != {ci.currency}:
+                raise ValidationFailed(
+                    "A settlement pays the whole consolidated invoice in its currency.",
+                    field="amount",
+                    extra={"total": str(ci.total), "currency": ci.currency},
+                )
+        sources = list(ci.lines.values_list("source_invoice_id", flat=True))
+        invoices_settle_in_full(invoice_ids=sources, actor=actor, paid_at=paid_at)
+        ci.status = ConsolidatedStatus.PAID
+        ci.paid_at = paid_at
+        ci.payment_reference = payment_reference
+        ci.save(update_fields=["status", "paid_at", "payment_reference", "updated_at"])
+    log.info("consolidated.paid", tenant=ci.tenant_id, consolidated_invoice=ci.pk, sources=len(sources))
+    return ci
+
+
+def consolidated_invoices_mark_overdue(*, actor: Actor, today: date | None = None) -> int:
+    """Every PENDING consolidated invoice past its due date becomes OVERDUE. Returns the count."""
+    today = today or business_today()
+    with audited(actor=actor, reason=f"past due on {today.isoformat()}"):
+        return ConsolidatedInvoice.objects.filter(status=ConsolidatedStatus.PENDING, due_date__lt=today).update(
+            status=ConsolidatedStatus.OVERDUE, updated_at=timezone.now()
+        )
+
+
+# --- Starting runs -------------------------------------------------------------------------------
+def daily_runs_start(*, actor: Actor, now: datetime | None = None) -> int:
+    """One run per tenant with a customer due on today's business date; twice starts nothing more."""
+    from journeys import engine
+
+    day = business_today(now)
+    started = 0
+    for tenant in Tenant.objects.filter(pk__in=selectors.tenants_due(day=day)).order_by("pk"):
+        _, created = engine.run_start(
+            journey_name=JOURNEY_NAME,
+            tenant=tenant,
+            actor=actor,
+            context={"businessDate": day.isoformat(), "trigger": "beat"},
+            subject_id=f"daily:{day.isoformat()}",
+            dedupe_key=f"daily:{day.isoformat()}",
+        )
+        started += created
+    log.info("consolidation.daily_runs_started", day=day.isoformat(), started=started)
+    return started
+
+
+def consolidation_trigger(*, tenant: Tenant, actor: Actor, user=None, now: datetime | None = None):
+    """Start the daily journey for this tenant now (operator's trigger). Anything already
+    consolidated stays so: a second trigger finds nothing left to build."""
+    from journeys import engine
+
+    day = business_today(now)
+    run, _ = engine.run_start(
+        journey_name=JOURNEY_NAME,
+        tenant=tenant,
+        actor=actor,
+        context={"businessDate": day.isoformat(), "trigger": "manual"},
+        subject_id=f"manual:{day.isoformat()}",
+        started_by=user,
+    )
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    invoice: ConsolidatedInvoice
+    run: object
+
+
+def consolidated_generate(
+    *, customer: Customer, actor: Actor, user=None, period_start: date | None = None, today: date | None = None
+) -> Generated:
+    """Build one customer's consolidated invoice for a period (default: the current one) now, then
+    continue it through the same journey (approval per tenant policy, issue).
+
+    Raises CustomerNotEnabled, PeriodAlreadyConsolidated or NoInvoicesInPeriod; then nothing is written.
+    """
+    from journeys import engine
+
+    settings_row = CustomerBillingPeriod.objects.filter(customer=customer).first()
+    if settings_row is None or not settings_row.enabled or settings_row.kyc_status != KycStatus.APPROVED:
+        raise CustomerNotEnabled(
+            "The customer is not enabled for consolidated billing (enabled, with KYC APPROVED).",
+            extra={"customerId": customer.pk},
+        )
+    today = today or business_today()
+    period = period_containing(period_start or today, period_type=settings_row.period_type, start_day=settings_row.start_day)
+    if period_start is not None and period.start != period_start:
+        raise ValidationFailed(
+            f"{period_start.isoformat()} does not start a billing period of this customer (that period starts "
+            f"{period.start.isoformat()}).",
+            field="periodStart",
+        )
+    target = Target(customer.pk, period, settings_row.enabled_since, period.end, customer.currency)
+
+    def already() -> ConsolidatedInvoice | None:
+        return (
+            ConsolidatedInvoice.objects.filter(customer=customer, period_start=period.start, period_end=period.end)
+            .exclude(status=ConsolidatedStatus.CANCELLED)
+            .first()
+        )
+
+    def refuse_existing(existing: ConsolidatedInvoice) -> None:
+        raise PeriodAlreadyConsolidated(
+            f"{period.start.isoformat()}–{period.end.isoformat()} is already consolidated.",
+            extra={"consolidatedInvoiceId": existing.pk, "number": existing.number},
+        )
+
+    with audited(actor=actor, reason="consolidation generated"):
+        if (existing := already()) is not None:
+            refuse_existing(existing)
+        run, _ = engine.run_start(
+            journey_name=JOURNEY_NAME,
+            tenant=customer.tenant,
+            actor=actor,
+            context={"businessDate": today.isoformat(), "trigger": "generate", "customerIds": [customer.pk]},
+            subject_id=f"customer:{customer.pk}",
+            started_by=user,
+            start_at="decideApproval",
+        )
+        ids = _build_chunk(tenant_id=customer.tenant_id, run_pk=run.pk, targets=[target])
+        if not ids:
+            # a racing generate or run may have just committed this period: it waited for it
+            if (existing := already()) is not None:
+                refuse_existing(existing)
+            raise NoInvoicesInPeriod(
+                f"No unconsolidated invoices in {period.start.isoformat()}–{period.end.isoformat()}.",
+                extra={"periodStart": period.start.isoformat(), "periodEnd": period.end.isoformat()},
+            )
+    return Generated(invoice=ConsolidatedInvoice.objects.get(pk=ids[0]), run=run)

@@ -1,0 +1,100 @@
+"""The journey `daily-consolidation`: one run per tenant and business date (and one per manual
+trigger or generate), consolidating the invoices of every customer whose billing period ends.
+
+    selectCustomers   enabled, KYC-approved customers whose period (or final period) ends today
+    buildDrafts       per chunk of customers, one transaction: drafts, a line per source invoice
+                      (the "included" mark), totals and aggregates — set-based SQL (leased step)
+    decideApproval    the tenant's ApprovalPolicy for this journey: always / never / above a threshold
+    awaitApproval     step `approveConsolidation` (finance approver, not the preparer)
+    issue             drafts → PENDING: numbered, due after the payment terms, emailed with a PDF
+    discard           rejected: drafts cancelled, their sources released for a later period
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from billing.models import Tenant
+from consolidation import selectors, services
+from journeys.definition import Approval, Journey, Succeed, Task, register
+from journeys.policies import approval_required
+
+
+def _day(ctx) -> date:
+    return date.fromisoformat(ctx.context["businessDate"])
+
+
+def select_customers(ctx) -> str | None:
+    ids = selectors.customers_due(tenant_id=ctx.tenant_id, day=_day(ctx))
+    ctx.context["customerIds"] = ids
+    return None if ids else "nothing"
+
+
+def build_drafts(ctx) -> str | None:
+    summary = services.drafts_build(
+        tenant_id=ctx.tenant_id, run_pk=ctx.run_pk, day=_day(ctx), customer_ids=ctx.context["customerIds"], actor=ctx.actor
+    )
+    ctx.context["built"] = {"customers": summary.customers, "created": summary.created}
+    return None
+
+
+def decide_approval(ctx) -> str:
+    drafts = selectors.run_drafts(run_pk=ctx.run_pk)
+    ctx.context["drafts"] = {
+        "count": drafts.count,
+        "invoiceCount": drafts.invoice_count,
+        "totalsByCurrency": {c: str(t) for c, t in drafts.totals_by_currency.items()},
+    }
+    if drafts.count == 0:
+        return "nothing"
+    required = approval_required(
+        tenant_id=ctx.tenant_id, journey_name=selectors.JOURNEY_NAME, totals_by_currency=drafts.totals_by_currency
+    )
+    return "required" if required else "auto"
+
+
+def issue(ctx) -> None:
+    tenant = Tenant.objects.get(pk=ctx.tenant_id)
+    ctx.context["issued"] = services.drafts_issue(run_pk=ctx.run_pk, tenant=tenant, actor=ctx.actor)
+
+
+def discard(ctx) -> None:
+    ctx.context["discarded"] = services.drafts_discard(run_pk=ctx.run_pk, actor=ctx.actor)
+
+
+def _summary(context: dict) -> dict:
+    drafts = context.get("drafts", {})
+    return {
+        "businessDate": context.get("businessDate"),
+        "consolidatedInvoices": drafts.get("count", 0),
+        "sourceInvoices": drafts.get("invoiceCount", 0),
+        "totalsByCurrency": drafts.get("totalsByCurrency", {}),
+    }
+
+
+daily_consolidation = register(
+    Journey(
+        name=selectors.JOURNEY_NAME,
+        start="selectCustomers",
+        states=[
+            Task("selectCustomers", select_customers, routes={"nothing": "nothingToDo"}, next="buildDrafts"),
+            Task("buildDrafts", build_drafts, transactional=False, next="decideApproval"),
+            Task(
+                "decideApproval",
+                decide_approval,
+                routes={"required": "awaitApproval", "auto": "issue", "nothing": "nothingToDo"},
+            ),
+            Approval(
+                "awaitApproval",
+                step_id="approveConsolidation",
+                routes={"APPROVED": "issue", "REJECTED": "discard"},
+                summary=_summary,
+            ),
+            Task("issue", issue, next="issued"),
+            Task("discard", discard, next="rejected"),
+            Succeed("issued", output=lambda c: {"status": "ISSUED", "issued": c.get("issued", 0), **_summary(c)}),
+            Succeed("rejected", output=lambda c: {"status": "REJECTED", "discarded": c.get("discarded", 0)}),
+            Succeed("nothingToDo", output=lambda c: {"status": "NOTHING_TO_CONSOLIDATE", **_summary(c)}),
+        ],
+    )
+)
