@@ -31,20 +31,27 @@ def parse_interval(text: str) -> isodate.Duration | timedelta:
     return duration
 
 
-def _parts(duration: isodate.Duration | timedelta) -> tuple[relativedelta, timedelta]:
-    """(calendar part, exact part)."""
-    if isinstance(duration, isodate.Duration):
-        calendar = relativedelta(years=int(duration.years), months=int(duration.months), days=duration.tdelta.days)
-        exact = timedelta(seconds=duration.tdelta.seconds, microseconds=duration.tdelta.microseconds)
-    else:
-        calendar = relativedelta(days=duration.days)
-        exact = timedelta(seconds=duration.seconds, microseconds=duration.microseconds)
+def _parts(text: str) -> tuple[relativedelta, timedelta]:
+    """(calendar part, exact part), split on the ISO 'T': timedelta alone cannot tell P1D from PT24H."""
+    date_part, _, time_part = text.upper().partition("T")
+    calendar, exact = relativedelta(), timedelta()
+    if date_part not in ("P", ""):
+        parsed = isodate.parse_duration(date_part)
+        if isinstance(parsed, isodate.Duration):
+            calendar = relativedelta(years=int(parsed.years), months=int(parsed.months), days=parsed.tdelta.days)
+        else:
+            calendar = relativedelta(days=parsed.days)
+    if time_part:
+        exact = isodate.parse_duration("PT" + time_part)
+        if isinstance(exact, isodate.Duration):
+            exact = exact.tdelta
     return calendar, exact
 
 
 def occurrence_at(first: datetime, interval: str, k: int, zone: ZoneInfo) -> datetime:
     """The k-th occurrence (k = 0 is `first`) as an aware UTC datetime."""
-    calendar, exact = _parts(parse_interval(interval))
+    parse_interval(interval)
+    calendar, exact = _parts(interval)
     local = first.astimezone(zone).replace(tzinfo=None)
     moved = local + relativedelta(
         years=calendar.years * k, months=calendar.months * k, days=calendar.days * k
