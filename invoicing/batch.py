@@ -62,12 +62,12 @@ def _currency_scales(tenant_id: int) -> str:
 
 
 _DRAFT_SQL = """
-DROP TABLE IF EXISTS batch_lines, batch_invoices;
+DROP TABLE IF EXISTS batch_lines, batch_invoices, batch_items;
 
 CREATE TEMP TABLE batch_lines (
     line_no bigserial, customer_id bigint, subscription_id bigint, charge_id bigint, description text,
     quantity numeric, unit_amount numeric, amount numeric, tax_rate numeric, tax_amount numeric,
-    currency varchar(3), details jsonb, sort_at timestamptz, invoice_id bigint, item_id bigint, position int
+    currency varchar(3), details jsonb, sort_at timestamptz
 ) ON COMMIT DROP;
 
 WITH cur(code, scale) AS (VALUES {scales}),
@@ -103,20 +103,20 @@ live AS (
     SELECT customer_id FROM invoicing_invoice
     WHERE tenant_id = %(tenant)s AND batch_id = %(batch)s AND period_start = %(ps)s AND period_end = %(pe)s
       AND status <> 'cancelled'
-),
-unbilled AS (
-    SELECT ch.*, cur.scale FROM billing_charge ch
-    JOIN billing_customer c ON c.id = ch.customer_id AND c.is_active
-    JOIN cur ON cur.code = c.currency
-    WHERE ch.tenant_id = %(tenant)s AND ch.invoice_id IS NULL AND ch.occurred_at < %(period_end_at)s
-      AND ch.customer_id NOT IN (SELECT customer_id FROM live)
-    FOR UPDATE OF ch
 )
 INSERT INTO batch_lines (customer_id, subscription_id, charge_id, description, quantity, unit_amount, amount,
                          tax_rate, tax_amount, currency, details, sort_at)
-SELECT customer_id, subscription_id, id, description, quantity, unit_amount, round(quantity * unit_amount, scale),
-       tax_rate, round(round(quantity * unit_amount, scale) * coalesce(tax_rate, 0), scale), currency, details, occurred_at
-FROM unbilled;
+SELECT ch.customer_id, ch.subscription_id, ch.id, ch.description, ch.quantity, ch.unit_amount,
+       round(ch.quantity * ch.unit_amount, cur.scale), ch.tax_rate,
+       round(round(ch.quantity * ch.unit_amount, cur.scale) * coalesce(ch.tax_rate, 0), cur.scale),
+       ch.currency, ch.details, ch.occurred_at
+FROM billing_charge ch
+JOIN billing_customer c ON c.id = ch.customer_id AND c.is_active
+JOIN cur ON cur.code = c.currency
+WHERE ch.tenant_id = %(tenant)s AND ch.invoice_id IS NULL AND ch.occurred_at < %(period_end_at)s
+  AND ch.customer_id NOT IN (SELECT customer_id FROM live);
+
+ANALYZE batch_lines;
 
 CREATE TEMP TABLE batch_invoices ON COMMIT DROP AS
 WITH inserted AS (
@@ -134,27 +134,26 @@ WITH inserted AS (
 )
 SELECT * FROM inserted;
 
-UPDATE batch_lines l SET invoice_id = b.id, item_id = nextval('invoicing_invoiceitem_id_seq')
-FROM batch_invoices b WHERE b.customer_id = l.customer_id;
+ANALYZE batch_invoices;
 
-UPDATE batch_lines l SET position = p.position
-FROM (SELECT line_no, row_number() OVER (PARTITION BY invoice_id ORDER BY sort_at, line_no) - 1 AS position
-      FROM batch_lines WHERE invoice_id IS NOT NULL) p
-WHERE p.line_no = l.line_no;
+CREATE TEMP TABLE batch_items ON COMMIT DROP AS
+SELECT l.*, b.id AS invoice_id, nextval('invoicing_invoiceitem_id_seq') AS item_id,
+       row_number() OVER (PARTITION BY b.id ORDER BY l.sort_at, l.line_no) - 1 AS position
+FROM batch_lines l JOIN batch_invoices b ON b.customer_id = l.customer_id;
 
 INSERT INTO invoicing_invoiceitem (id, tenant_id, invoice_id, charge_id, subscription_id, position, description,
     quantity, unit_amount, amount, tax_rate, available_to_credit_amount, details)
 SELECT item_id, %(tenant)s, invoice_id, charge_id, subscription_id, position, left(description, 500), quantity,
        unit_amount, amount, tax_rate, amount, details
-FROM batch_lines WHERE invoice_id IS NOT NULL;
+FROM batch_items;
 
 INSERT INTO invoicing_taxitem (tenant_id, invoice_id, invoice_item_id, name, rate, taxable_amount, amount,
     available_to_credit_amount)
 SELECT %(tenant)s, invoice_id, item_id, 'VAT', tax_rate, amount, tax_amount, tax_amount
-FROM batch_lines WHERE invoice_id IS NOT NULL AND tax_rate > 0;
+FROM batch_items WHERE tax_rate > 0;
 
-UPDATE billing_charge ch SET invoice_id = l.invoice_id
-FROM batch_lines l WHERE l.charge_id = ch.id AND l.invoice_id IS NOT NULL;
+UPDATE billing_charge ch SET invoice_id = i.invoice_id
+FROM batch_items i WHERE i.charge_id = ch.id;
 """
 
 
@@ -187,7 +186,8 @@ def batch_draft(*, tenant: Tenant, batch_id: str, run_pk: int, period: BillingPe
     rata to their active days, plus unbilled charges up to the period's end, with tax items.
 
     Idempotent per customer and period: a customer with a live invoice of this batch and period
-    gets no second one, and each charge is billed once.
+    gets no second one, and each charge is billed once (an invoice item's charge is unique, so a
+    concurrent batch claiming the same charge fails and retries rather than billing it twice).
     """
     zone = business_zone()
     period_end_at = datetime.combine(period.end + timedelta(days=1), time.min, tzinfo=zone)
