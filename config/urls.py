@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing.apis import PaymentWebhookView
 from core.health import healthz, readyz
 
 api_v1 = [
     path("", include("billing.urls")),
     path("", include("invoicing.urls")),
     path("", include("audit.urls")),
+    path("", include("reconciliation.urls")),
+    path("webhooks/payments/<slug:provider>", PaymentWebhookView.as_view(), name="payment-webhook"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -142,6 +142,13 @@ PERIODIC_TASKS: tuple[FixedSchedule, ...] = (
         minute="0",
         description="Open invoices past their due date become overdue (daily, 02:00 business time).",
     ),
+    # A plain beat task until the journeys kernel exists; matching is idempotent and incremental.
+    FixedSchedule(
+        task="reconciliation.run_daily_matching",
+        hour="1",
+        minute="30",
+        description="Match unmatched bank entries and flag missing bank credits (daily, 01:30, before overdue).",
+    ),
 )
 
 
