@@ -142,10 +142,10 @@ WITH keyed AS (
 INSERT INTO reconciliation_bankentry (
     tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency,
     bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
-    match_status, dedup_key, created_at)
+    match_status, auto_match, dedup_key, created_at)
 SELECT %(tenant)s, %(account)s, %(statement)s, booking_date, value_date, amount, currency,
        bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
-       'unmatched', dedup_key, %(now)s
+       'unmatched', true, dedup_key, %(now)s
 FROM unique_keys ORDER BY seq
 ON CONFLICT (tenant_id, bank_account_id, dedup_key) DO UPDATE
     SET status = 'cleared', booking_date = EXCLUDED.booking_date, value_date = EXCLUDED.value_date
@@ -203,6 +203,8 @@ def statement_import(
         )
         count = 0
         with connection.cursor() as cursor:
+            # ON COMMIT DROP is not enough when the import runs inside a caller's transaction.
+            cursor.execute("DROP TABLE IF EXISTS recon_import")
             cursor.execute(_STAGE_SQL)
             with cursor.copy(f"COPY recon_import ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
                 for count, entry in enumerate(entries, start=1):  # noqa: B007 - count is used after
@@ -237,6 +239,7 @@ def statement_import(
                 {"tenant": tenant.pk, "account": bank_account.pk, "statement": statement.pk, "now": timezone.now()},
             )
             rows = cursor.fetchall()
+            cursor.execute("DROP TABLE recon_import")
         new_count = sum(1 for _, inserted in rows if inserted)
         cleared_ids = [entry_id for entry_id, inserted in rows if not inserted]
         if cleared_ids:
@@ -437,6 +440,9 @@ WHERE p.tenant_id = %(tenant)s AND p.status = 'completed'
 """
 
 
+_DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a"
+
+
 def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
     """Match the tenant's unmatched bank entries against payments and invoices, set-based.
 
@@ -458,6 +464,8 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
     }
     with audited(actor=actor, reason="reconciliation run"), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(tenant_id)])
+        # ON COMMIT DROP is not enough when the run is nested in a caller's transaction.
+        cursor.execute(_DROP_SQL)
         cursor.execute(_CANDIDATES_SQL, params)
         cursor.execute(_INVOICES_SQL, params)
         if MatchRule.CUSTOMER_OPEN_SUM in rules:
@@ -511,6 +519,7 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
             },
         )
         discrepancies += cursor.rowcount
+        cursor.execute(_DROP_SQL)
     log.info(
         "reconciliation.run",
         tenant=tenant_id,
