@@ -179,7 +179,7 @@ def payment_webhook_receive(*, provider_slug: str, signature_header: str | None,
         event.payment = payment
         event.outcome = outcome
         event.save(update_fields=["payment", "outcome"])
-    log.info("payment_webhook.received", provider=provider.slug, event=event_id, outcome=outcome)
+    log.info("payment_webhook.received", provider=provider.slug, event_id=event_id, outcome=outcome)
     return WebhookResult(
         event_id=event_id, outcome=outcome, replayed=False, payment_id=payment.pk if payment else None
     )
