@@ -190,3 +190,12 @@ def _enqueue_matching(tenant_id: int) -> None:
     from celery import current_app
 
     transaction.on_commit(lambda: current_app.send_task("reconciliation.run_matching", args=[tenant_id]))
+
+
+def payment_provider_save(*, provider: PaymentProvider, actor: Actor) -> PaymentProvider:
+    """Create or change a rail's webhook settings (the admin's form), attributed in the audit trail."""
+    if not provider.signing_secret:
+        raise ValidationFailed("A provider needs a signing secret.", field="signingSecret")
+    with audited(actor=actor, reason="payment provider saved"):
+        provider.save()
+    return provider

@@ -6,7 +6,7 @@ import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.parsers import MultiPartParser
+from djangorestframework_camel_case.parser import CamelCaseMultiPartParser
 from rest_framework.response import Response
 
 from billing.models import Payment
@@ -127,7 +127,7 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
     queryset = BankStatement.objects.all()
     serializer_class = BankStatementSerializer
     filterset_class = BankStatementFilter
-    parser_classes = [MultiPartParser]
+    parser_classes = [CamelCaseMultiPartParser]
 
     @extend_schema(request={"multipart/form-data": StatementUploadSerializer}, responses={201: BankStatementSerializer})
     def create(self, request):

@@ -254,3 +254,12 @@ class Reconciliation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} {self.discrepancy_kind} #{self.pk}"
+
+
+class UnmatchedBankEntry(BankEntry):
+    """The operator's queue in the admin: bank credits no rule could match."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "unmatched bank entry"
+        verbose_name_plural = "unmatched bank entries"
