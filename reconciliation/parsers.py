@@ -72,22 +72,33 @@ def _iso_date(text: str | None, where: str) -> date:
 
 
 # --- CAMT.053 -----------------------------------------------------------------------------------
+_LOCAL_NAMES: dict[str, str] = {}
+
+
 def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    """The tag without its namespace (cached: a statement repeats the same few dozen tags)."""
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = _LOCAL_NAMES[tag] = tag.rsplit("}", 1)[-1]
+    return name
 
 
-def _find(elem, path: str):
-    """The first descendant along `path` (local names, '/'-separated), ignoring namespaces."""
-    current = [elem]
-    for name in path.split("/"):
-        current = [child for node in current for child in node if _local(child.tag) == name]
-        if not current:
-            return None
-    return current[0]
+def _flatten(elem) -> dict:
+    """Every descendant of `elem` by its path of local names ("NtryDtls/TxDtls/Refs/EndToEndId"),
+    the first occurrence of each path: one walk per entry, then each field is a dict lookup."""
+    found: dict = {}
+    stack = [(elem, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in reversed(node):
+            path = prefix + _local(child.tag)
+            found[path] = child
+            stack.append((child, path + "/"))
+    return found
 
 
-def _text(elem, path: str) -> str:
-    found = _find(elem, path)
+def _get(flat: dict, path: str) -> str:
+    found = flat.get(path)
     return (found.text or "").strip() if found is not None and found.text else ""
 
 
@@ -96,9 +107,8 @@ def parse_camt053(stream: IO[bytes], header: StatementHeader) -> Iterator[Parsed
     parser = ET.XMLPullParser(events=("start", "end"))
     index = 0
     first = True
-    path: list[str] = []
-    parents: list = []
-    saw_document = False
+    root = stmt = None
+    ns = ""
     while True:
         chunk = stream.read(1 << 16)
         if first:
@@ -114,76 +124,73 @@ def parse_camt053(stream: IO[bytes], header: StatementHeader) -> Iterator[Parsed
         except ET.ParseError as exc:
             line, column = exc.position
             raise StatementInvalid(f"line {line}, column {column}: malformed XML ({exc.msg}).") from None
+        # Tags are compared whole (namespace included): this loop sees every element twice.
         for event, elem in parser.read_events():
-            name = _local(elem.tag)
+            tag = elem.tag
             if event == "start":
-                if not path:
-                    if name != "Document" or "camt.053" not in elem.tag:
-                        raise StatementInvalid(f"element <{name}>: not a CAMT.053 Document.")
-                    saw_document = True
-                path.append(name)
-                parents.append(elem)
+                if root is None:
+                    if _local(tag) != "Document" or "camt.053" not in tag:
+                        raise StatementInvalid(f"element <{_local(tag)}>: not a CAMT.053 Document.")
+                    root = elem
+                    ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
+                elif tag == ns + "Stmt":
+                    stmt = elem
                 continue
-            path.pop()
-            parents.pop()
-            if name == "Acct" and path and path[-1] == "Stmt":
-                header.iban = header.iban or _text(elem, "Id/IBAN")
-                header.currency = header.currency or _text(elem, "Ccy")
-            elif name == "Id" and path and path[-1] == "Stmt":
-                header.statement_ref = (elem.text or "").strip()
-            elif name == "Ntry":
+            if tag == ns + "Ntry":
                 index += 1
                 entry = _camt_entry(elem, index)
-                if parents:
-                    parents[-1].remove(elem)
+                # Drop the entry once read: the tree never holds more than one <Ntry>.
+                if stmt is not None:
+                    stmt.remove(elem)
                 if entry is not None:
                     yield entry
+            elif tag == ns + "Acct" and stmt is not None and not header.iban:
+                flat = _flatten(elem)
+                header.iban, header.currency = _get(flat, "Id/IBAN"), _get(flat, "Ccy")
+            elif tag == ns + "Id" and stmt is not None and not header.statement_ref and elem in stmt:
+                header.statement_ref = (elem.text or "").strip()
         if not chunk:
             break
-    if not saw_document:
+    if root is None:
         raise StatementInvalid("line 1: empty file, not a CAMT.053 Document.")
 
 
 def _camt_entry(ntry, index: int) -> ParsedEntry | None:
-    ref = _text(ntry, "NtryRef")
+    flat = _flatten(ntry)
+    ref = _get(flat, "NtryRef")
     where = f"element <Ntry> #{index}" + (f" (NtryRef {ref})" if ref else "")
-    amt = _find(ntry, "Amt")
+    amt = flat.get("Amt")
     if amt is None:
         raise StatementInvalid(f"{where}: missing <Amt>.")
     currency = amt.get("Ccy", "")
     amount = _amount(amt.text, currency, f"{where} <Amt>")
-    indicator = _text(ntry, "CdtDbtInd")
+    indicator = _get(flat, "CdtDbtInd")
     if indicator not in ("CRDT", "DBIT"):
         raise StatementInvalid(f"{where} <CdtDbtInd>: {indicator!r} is neither CRDT nor DBIT.")
-    status = _text(ntry, "Sts/Cd") or _text(ntry, "Sts")
+    status = _get(flat, "Sts/Cd") or _get(flat, "Sts")
     if status == "INFO":
         return None  # information only: not a booking
     if status not in ("BOOK", "PDNG"):
         raise StatementInvalid(f"{where} <Sts>: {status!r} is not BOOK, PDNG or INFO.")
-    booking = _text(ntry, "BookgDt/Dt") or _text(ntry, "BookgDt/DtTm")
+    booking = _get(flat, "BookgDt/Dt") or _get(flat, "BookgDt/DtTm")
     if not booking:
         raise StatementInvalid(f"{where}: missing <BookgDt>.")
-    value = _text(ntry, "ValDt/Dt") or _text(ntry, "ValDt/DtTm")
-    tx = _find(ntry, "NtryDtls/TxDtls")
-    details = tx if tx is not None else ntry
-    debtor_side = "Dbtr" if indicator == "CRDT" else "Cdtr"
-    remittance = " ".join(
-        (u.text or "").strip() for u in ntry.iter() if _local(u.tag) == "Ustrd" and u.text
-    )
-    end_to_end = _text(details, "Refs/EndToEndId")
+    value = _get(flat, "ValDt/Dt") or _get(flat, "ValDt/DtTm")
+    tx = "NtryDtls/TxDtls/" if "NtryDtls/TxDtls" in flat else ""
+    party = tx + ("RltdPties/Dbtr" if indicator == "CRDT" else "RltdPties/Cdtr")
+    remittance = " ".join((u.text or "").strip() for u in ntry.iter() if u.text and _local(u.tag) == "Ustrd")
+    end_to_end = _get(flat, tx + "Refs/EndToEndId")
     if end_to_end == "NOTPROVIDED":
         end_to_end = ""
-    creditor_ref = _text(details, "RmtInf/Strd/CdtrRefInf/Ref")
+    creditor_ref = _get(flat, tx + "RmtInf/Strd/CdtrRefInf/Ref")
     return ParsedEntry(
         booking_date=_iso_date(booking, f"{where} <BookgDt>"),
         value_date=_iso_date(value, f"{where} <ValDt>") if value else None,
         amount=amount if indicator == "CRDT" else -amount,
         currency=currency,
-        bank_transaction_id=_text(ntry, "AcctSvcrRef") or _text(details, "Refs/AcctSvcrRef"),
-        counterparty_name=(
-            _text(details, f"RltdPties/{debtor_side}/Nm") or _text(details, f"RltdPties/{debtor_side}/Pty/Nm")
-        )[:200],
-        counterparty_iban=_text(details, f"RltdPties/{debtor_side}Acct/Id/IBAN")[:34],
+        bank_transaction_id=_get(flat, "AcctSvcrRef") or _get(flat, tx + "Refs/AcctSvcrRef"),
+        counterparty_name=(_get(flat, party + "/Nm") or _get(flat, party + "/Pty/Nm"))[:200],
+        counterparty_iban=_get(flat, party + "Acct/Id/IBAN")[:34],
         reference=(end_to_end or creditor_ref)[:200],
         remittance_text=remittance,
         pending=status == "PDNG",
