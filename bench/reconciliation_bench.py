@@ -80,7 +80,9 @@ def _seed(lines: int):
         [Customer(tenant=tenant, name=f"Customer {n}", currency="EUR") for n in range(1000)]
     )
     first_customer = Customer.objects.filter(tenant=tenant).order_by("id").first().pk
-    account = BankAccount.objects.create(tenant=tenant, name="Ops", iban="DE89370400440532013000", currency="EUR")
+    account = BankAccount.objects.create(
+        tenant=tenant, name="Ops", iban="DE89370400440532013000", currency="EUR"
+    )
     amount = "((100 + n %% 900) + (n %% 100) / 100.0)::numeric(22, 4)"
     with connection.cursor() as cursor:
         cursor.execute(
@@ -90,11 +92,11 @@ def _seed(lines: int):
             SELECT %(t)s, %(c)s + n %% 1000, 'BENCH-2026-' || lpad(n::text, 6, '0'), 'EUR', 'payment_due',
                    '2026-02-01', '2026-03-31', {amount}, 0, {amount}, 0, 0, {amount}, '', now(), now()
             FROM generate_series(1, %(n)s) n
-            """,
+            """,  # noqa: S608 - the amount expression is this script's constant
             {"t": tenant.pk, "c": first_customer, "n": lines},
         )
         cursor.execute(
-            f"""
+            """
             INSERT INTO billing_payment (tenant_id, customer_id, invoice_id, method, amount, currency, status,
                 rail_transaction_id, reference, failure_reason, initiated_at, processing_at, completed_at,
                 updated_at)

@@ -3,7 +3,16 @@ from django.contrib import admin, messages
 from audit.actors import Actor
 from billing import services, webhooks
 from billing.lifecycle import CancellationSource, PaymentStatus, SubscriptionStatus
-from billing.models import Charge, Customer, Membership, Payment, PaymentProvider, Subscription, Tenant, WebhookEvent
+from billing.models import (
+    Charge,
+    Customer,
+    Membership,
+    Payment,
+    PaymentProvider,
+    Subscription,
+    Tenant,
+    WebhookEvent,
+)
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
 from core.errors import ApplicationError
 

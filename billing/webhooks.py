@@ -118,7 +118,9 @@ _TIMESTAMP = {
 }
 
 
-def payment_webhook_receive(*, provider_slug: str, signature_header: str | None, body: bytes) -> WebhookResult:
+def payment_webhook_receive(
+    *, provider_slug: str, signature_header: str | None, body: bytes
+) -> WebhookResult:
     """Verify and apply one rail event, once: a replayed event id answers as before and changes
     nothing; an event never moves a payment backwards; a completed payment does not settle its
     invoice (reconciliation does that once the bank agrees), it only triggers matching."""
@@ -171,7 +173,9 @@ def payment_webhook_receive(*, provider_slug: str, signature_header: str | None,
                     setattr(payment, _TIMESTAMP[status], now)
                 if target == PaymentStatus.FAILED:
                     reason = data.get("failureReason")
-                    payment.failure_reason = (reason if isinstance(reason, str) else "declined by the rail")[:500]
+                    payment.failure_reason = (reason if isinstance(reason, str) else "declined by the rail")[
+                        :500
+                    ]
                 payment.save()
                 outcome = WebhookEvent.Outcome.APPLIED
                 if target == PaymentStatus.COMPLETED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -344,54 +345,56 @@ def invoice_apply_settlement(
 
 _SETTLE_SQL = """
 WITH s AS (
-    SELECT t.invoice_id, sum(t.amount) AS amount
-    FROM unnest(%(ids)s::bigint[], %(amounts)s::numeric[]) AS t(invoice_id, amount)
-    GROUP BY t.invoice_id
+    SELECT t.invoice_id, sum(t.amount) AS amount FROM {source} t GROUP BY t.invoice_id
 ), c AS (
     SELECT i.id, s.amount, LEAST(s.amount, GREATEST(i.balance, 0)) AS applied,
            s.amount >= i.balance - %(tolerance)s AS settles
     FROM invoicing_invoice i JOIN s ON s.invoice_id = i.id
     WHERE i.tenant_id = %(tenant)s AND i.status = ANY(%(sources)s)
+), updated AS (
+    UPDATE invoicing_invoice i SET
+        amount_paid = i.amount_paid + c.applied,
+        balance = i.balance - c.applied,
+        status = CASE WHEN c.settles THEN %(paid)s
+                      WHEN i.status = ANY(%(keep)s) THEN i.status
+                      ELSE %(partial)s END,
+        paid_at = CASE WHEN c.settles THEN %(now)s ELSE i.paid_at END,
+        updated_at = %(now)s
+    FROM c WHERE c.id = i.id
+    RETURNING i.id, c.amount - c.applied AS excess
 )
-UPDATE invoicing_invoice i SET
-    amount_paid = i.amount_paid + c.applied,
-    balance = i.balance - c.applied,
-    status = CASE WHEN c.settles THEN %(paid)s
-                  WHEN i.status = ANY(%(keep)s) THEN i.status
-                  ELSE %(partial)s END,
-    paid_at = CASE WHEN c.settles THEN %(now)s ELSE i.paid_at END,
-    updated_at = %(now)s
-FROM c WHERE c.id = i.id
-RETURNING i.id, c.amount, c.applied, i.status
+SELECT count(*), coalesce(array_agg(id) FILTER (WHERE excess > %(tolerance)s), '{{}}'),
+       coalesce(array_agg(excess) FILTER (WHERE excess > %(tolerance)s), '{{}}')
+FROM updated
 """
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSummary:
+    invoices_settled: int
+    # (invoice id, amount received beyond its balance) where that exceeds the tolerance.
+    overpaid: list[tuple[int, Decimal]]
 
 
 def invoices_apply_settlements(
-    *,
-    tenant_id: int,
-    actor: Actor,
-    invoice_ids: list[int],
-    amounts: list[Decimal],
-    tolerance: Decimal = ZERO,
-    reason: str,
-) -> dict[int, SettlementResult]:
-    """Set-based invoice_apply_settlement: one UPDATE … FROM for any number of (invoice, amount)
-    pairs (several pairs for one invoice add up). Invoices that cannot take money are left alone
-    and are missing from the result."""
-    # The CASE above may only pick targets the transition table allows from every source status.
+    *, tenant_id: int, actor: Actor, allocations_table: str, tolerance: Decimal = ZERO, reason: str
+) -> SettlementSummary:
+    """Set-based invoice_apply_settlement: one UPDATE … FROM over a table of (invoice_id, amount)
+    rows in the caller's transaction (several rows for one invoice add up). Invoices that cannot
+    take money are left alone. Nothing is read row by row into Python, so memory stays flat."""
+    if not _IDENTIFIER.match(allocations_table):
+        raise ValueError(f"not a table name: {allocations_table!r}")
+    # The CASE may only pick targets the transition table allows from every source status.
     assert all(INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.PAID) for s in SETTLEABLE_STATUSES)
     assert all(
         s in _PART_PAYMENT_KEEPS or INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.PARTIALLY_PAID)
         for s in SETTLEABLE_STATUSES
     )
-    if not invoice_ids:
-        return {}
     with audited(actor=actor, reason=reason), connection.cursor() as cursor:
         cursor.execute(
-            _SETTLE_SQL,
+            _SETTLE_SQL.format(source=allocations_table),
             {
-                "ids": invoice_ids,
-                "amounts": amounts,
                 "tolerance": tolerance,
                 "tenant": tenant_id,
                 "sources": list(SETTLEABLE_STATUSES),
@@ -401,11 +404,8 @@ def invoices_apply_settlements(
                 "now": timezone.now(),
             },
         )
-        rows = cursor.fetchall()
-    return {
-        row[0]: SettlementResult(invoice_id=row[0], received=row[1], applied=row[2], status=row[3])
-        for row in rows
-    }
+        count, ids, excess = cursor.fetchone()
+    return SettlementSummary(invoices_settled=count, overpaid=list(zip(ids, excess, strict=True)))
 
 
 def invoice_reverse_settlement(*, invoice: Invoice, actor: Actor, amount: Decimal, reason: str) -> Invoice:

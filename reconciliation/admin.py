@@ -88,7 +88,15 @@ class StatementUploadForm(forms.ModelForm):
 
 @admin.register(BankStatement)
 class BankStatementAdmin(TenantScopedAdmin):
-    list_display = ["id", "bank_account", "format", "statement_ref", "entry_count", "new_entry_count", "imported_at"]
+    list_display = [
+        "id",
+        "bank_account",
+        "format",
+        "statement_ref",
+        "entry_count",
+        "new_entry_count",
+        "imported_at",
+    ]
     list_filter = ["tenant", "format"]
     form = StatementUploadForm
 
@@ -173,7 +181,9 @@ class BankEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
                 reason=request.POST.get("reason", ""),
             )
         except (Invoice.DoesNotExist, Payment.DoesNotExist, InvalidOperation, ValueError):
-            self.message_user(request, "Pick an invoice, a payment of yours and a valid amount.", messages.ERROR)
+            self.message_user(
+                request, "Pick an invoice, a payment of yours and a valid amount.", messages.ERROR
+            )
         except ApplicationError as exc:
             self.message_user(request, exc.detail, messages.ERROR)
         else:
@@ -234,7 +244,9 @@ class ReconciliationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         if request.method == "POST" and request.user.has_perm("reconciliation.change_reconciliation"):
             try:
                 services.reconciliation_unmatch(
-                    reconciliation=recon, actor=Actor.for_user(request.user), reason=request.POST.get("reason", "")
+                    reconciliation=recon,
+                    actor=Actor.for_user(request.user),
+                    reason=request.POST.get("reason", ""),
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.detail, messages.ERROR)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import django_filters
+from djangorestframework_camel_case.parser import CamelCaseMultiPartParser
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from djangorestframework_camel_case.parser import CamelCaseMultiPartParser
 from rest_framework.response import Response
 
 from billing.models import Payment
@@ -129,7 +129,9 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
     filterset_class = BankStatementFilter
     parser_classes = [CamelCaseMultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": StatementUploadSerializer}, responses={201: BankStatementSerializer})
+    @extend_schema(
+        request={"multipart/form-data": StatementUploadSerializer}, responses={201: BankStatementSerializer}
+    )
     def create(self, request):
         """Import a CAMT.053, MT940 or CSV statement: all or nothing, known entries are not duplicated."""
         body = StatementUploadSerializer(data=request.data, context=self.get_serializer_context())
@@ -144,7 +146,6 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
             format=body.validated_data.get("format"),
         )
         return Response(self.get_serializer(result.statement).data, status=status.HTTP_201_CREATED)
-
 
 
 # --- Bank entries -------------------------------------------------------------------------------
@@ -179,7 +180,9 @@ class AllocationSerializer(StrictSerializer):
 
 class ManualMatchSerializer(StrictSerializer):
     invoices = AllocationSerializer(many=True, min_length=1, max_length=100)
-    payment = TenantScopedPrimaryKeyRelatedField(queryset=Payment.objects.all(), required=False, allow_null=True)
+    payment = TenantScopedPrimaryKeyRelatedField(
+        queryset=Payment.objects.all(), required=False, allow_null=True
+    )
     reason = serializers.CharField(max_length=500)
 
 

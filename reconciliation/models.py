@@ -171,9 +171,7 @@ class BankEntry(models.Model):
     reference = models.CharField(max_length=200, blank=True)
     remittance_text = models.TextField(blank=True)
     status = models.CharField(max_length=8, choices=BankEntryStatus.choices, default=BankEntryStatus.CLEARED)
-    match_status = models.CharField(
-        max_length=16, choices=MatchStatus.choices, default=MatchStatus.UNMATCHED
-    )
+    match_status = models.CharField(max_length=16, choices=MatchStatus.choices, default=MatchStatus.UNMATCHED)
     # False once an operator unmatched it: the engine leaves it to operators from then on.
     auto_match = models.BooleanField(default=True)
     # "id:<bank transaction id>" or "fp:<hash of the entry's facts and its occurrence>": how a

@@ -11,7 +11,13 @@ from billing.lifecycle import PaymentStatus
 from billing.models import Payment
 from invoicing.lifecycle import OPEN_STATUSES
 from invoicing.models import Invoice
-from reconciliation.models import ACTIVE_STATUSES, BankEntry, MatchStatus, Reconciliation, ReconciliationStatus
+from reconciliation.models import (
+    ACTIVE_STATUSES,
+    BankEntry,
+    MatchStatus,
+    Reconciliation,
+    ReconciliationStatus,
+)
 
 _TOKEN = re.compile(r"[A-Za-z0-9/_-]+")
 CANDIDATE_LIMIT = 20
@@ -44,7 +50,9 @@ def candidates_for_entry(*, entry: BankEntry) -> Candidates:
     taken = Reconciliation.objects.filter(payment=OuterRef("pk"), status__in=ACTIVE_STATUSES).exclude(
         discrepancy_kind="missing_bank_entry"
     )
-    by_reference = Q(rail_transaction_id=entry.reference) | Q(reference=entry.reference) if entry.reference else Q()
+    by_reference = (
+        Q(rail_transaction_id=entry.reference) | Q(reference=entry.reference) if entry.reference else Q()
+    )
     payments = (
         Payment.objects.filter(tenant_id=entry.tenant_id, currency=entry.currency)
         .exclude(status=PaymentStatus.FAILED)

@@ -155,6 +155,11 @@ ON CONFLICT (tenant_id, bank_account_id, dedup_key) DO UPDATE
     WHERE reconciliation_bankentry.status = 'pending' AND EXCLUDED.status = 'cleared'
 RETURNING id, (xmax = 0) AS inserted
 """
+# Counted in the database: an import of 100,000 lines returns one row, not 100,000.
+_INSERT_COUNTED_SQL = (
+    "WITH written AS (" + _INSERT_SQL + ") SELECT count(*) FILTER (WHERE inserted),"  # noqa: S608 - constant SQL, no input
+    " coalesce(array_agg(id) FILTER (WHERE NOT inserted), '{}') FROM written"
+)
 
 
 def _sniff(stream: IO[bytes]) -> bytes:
@@ -238,15 +243,18 @@ def statement_import(
                     f"The statement is for account {header.iban}, not {bank_account.iban}."
                 )
             cursor.execute(
-                _INSERT_SQL,
-                {"tenant": tenant.pk, "account": bank_account.pk, "statement": statement.pk, "now": timezone.now()},
+                _INSERT_COUNTED_SQL,
+                {
+                    "tenant": tenant.pk,
+                    "account": bank_account.pk,
+                    "statement": statement.pk,
+                    "now": timezone.now(),
+                },
             )
-            rows = cursor.fetchall()
+            new_count, cleared_ids = cursor.fetchone()
             cursor.execute("DROP TABLE recon_import")
-            if len(rows) >= ANALYZE_AFTER_ROWS:
+            if new_count >= ANALYZE_AFTER_ROWS:
                 cursor.execute("ANALYZE reconciliation_bankentry")
-        new_count = sum(1 for _, inserted in rows if inserted)
-        cleared_ids = [entry_id for entry_id, inserted in rows if not inserted]
         if cleared_ids:
             _reopen_cleared(cleared_ids)
         statement.statement_ref = header.statement_ref[:100]
@@ -318,10 +326,12 @@ FROM reconciliation_bankentry e
 LEFT JOIN billing_payment p1
     ON %(use_payment)s AND p1.tenant_id = e.tenant_id AND p1.rail_transaction_id = e.reference
    AND p1.rail_transaction_id <> '' AND p1.status <> 'failed' AND p1.currency = e.currency
-LEFT JOIN (
-    SELECT DISTINCT ON (reference) * FROM billing_payment
-    WHERE tenant_id = %(tenant)s AND reference <> '' AND status <> 'failed' ORDER BY reference, id
-) p2 ON %(use_payment)s AND p1.id IS NULL AND p2.reference = e.reference AND p2.currency = e.currency
+LEFT JOIN LATERAL (
+    SELECT x.id FROM billing_payment x
+    WHERE %(use_payment)s AND p1.id IS NULL AND e.reference <> '' AND x.tenant_id = e.tenant_id
+      AND x.reference = e.reference AND x.status <> 'failed' AND x.currency = e.currency
+    ORDER BY x.id LIMIT 1
+) p2 ON true
 LEFT JOIN billing_payment p ON p.id = coalesce(p1.id, p2.id)
 WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.amount > 0
 """
@@ -494,17 +504,14 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
         reconciled = cursor.rowcount
         cursor.execute(_INSERT_DISCREPANCIES_SQL, params)
         discrepancies = cursor.rowcount
-        cursor.execute("SELECT invoice_id, amount FROM rc_a WHERE amount > 0")
-        allocations = cursor.fetchall()
         settled = invoicing_services.invoices_apply_settlements(
             tenant_id=tenant_id,
             actor=actor,
-            invoice_ids=[row[0] for row in allocations],
-            amounts=[row[1] for row in allocations],
+            allocations_table="rc_a",
             tolerance=tolerance,
             reason="reconciled with payment and bank entry",
         )
-        overpaid = [(r.invoice_id, r.excess) for r in settled.values() if r.excess > tolerance]
+        overpaid = settled.overpaid
         if overpaid:
             cursor.execute(
                 """
@@ -537,9 +544,11 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
         tenant=tenant_id,
         reconciled=reconciled,
         discrepancies=discrepancies,
-        invoices=len(settled),
+        invoices=settled.invoices_settled,
     )
-    return MatchingResult(reconciled=reconciled, discrepancies=discrepancies, invoices_settled=len(settled))
+    return MatchingResult(
+        reconciled=reconciled, discrepancies=discrepancies, invoices_settled=settled.invoices_settled
+    )
 
 
 def tenants_with_matching_work() -> list[int]:
@@ -575,10 +584,14 @@ def reconciliation_match_manual(
         cursor_lock(tenant.pk)
         entry = BankEntry.objects.select_for_update().get(pk=bank_entry.pk, tenant=tenant)
         if entry.match_status == MatchStatus.RECONCILED:
-            raise Conflict("This bank entry is already reconciled.", extra={"matchStatus": entry.match_status})
+            raise Conflict(
+                "This bank entry is already reconciled.", extra={"matchStatus": entry.match_status}
+            )
         total = sum((amount for _, amount in invoices), ZERO)
         if total > entry.amount or any(amount <= ZERO for _, amount in invoices):
-            raise ValidationFailed("The amounts must be positive and add up to the entry at most.", field="invoices")
+            raise ValidationFailed(
+                "The amounts must be positive and add up to the entry at most.", field="invoices"
+            )
         now = timezone.now()
         entry.reconciliations.filter(status=ReconciliationStatus.DISCREPANCY).update(
             status=ReconciliationStatus.RESOLVED, resolved_at=now, resolution_reason=reason[:500]
@@ -631,9 +644,12 @@ def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reas
         locked.resolved_at = timezone.now()
         locked.resolution_reason = reason[:500]
         locked.save(update_fields=["status", "resolved_at", "resolution_reason"])
-        if locked.bank_entry_id and not Reconciliation.objects.filter(
-            bank_entry_id=locked.bank_entry_id, status__in=ACTIVE_STATUSES
-        ).exists():
+        if (
+            locked.bank_entry_id
+            and not Reconciliation.objects.filter(
+                bank_entry_id=locked.bank_entry_id, status__in=ACTIVE_STATUSES
+            ).exists()
+        ):
             BankEntry.objects.filter(pk=locked.bank_entry_id).update(
                 match_status=MatchStatus.UNMATCHED, auto_match=False
             )

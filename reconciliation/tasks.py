@@ -9,7 +9,9 @@ from reconciliation import services
 @shared_task(name="reconciliation.run_matching", bind=True)
 def run_matching(self, tenant_id: int) -> int:
     """Match one tenant's unmatched bank entries; running it twice changes nothing more."""
-    result = services.reconciliation_run(tenant_id=tenant_id, actor=Actor.for_task(self.name, self.request.id))
+    result = services.reconciliation_run(
+        tenant_id=tenant_id, actor=Actor.for_task(self.name, self.request.id)
+    )
     return result.reconciled
 
 

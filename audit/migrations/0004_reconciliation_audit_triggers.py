@@ -25,7 +25,11 @@ TRACKED = [
             "resolution_reason",
         ],
     ),
-    ("reconciliation_reconciliationsettings", "reconciliation.reconciliationsettings", ["rules", "amount_tolerance"]),
+    (
+        "reconciliation_reconciliationsettings",
+        "reconciliation.reconciliationsettings",
+        ["rules", "amount_tolerance"],
+    ),
     # Who changed a webhook secret is recorded; the secret itself is not copied into the trail.
     ("billing_paymentprovider", "billing.paymentprovider", ["slug", "is_active"]),
 ]

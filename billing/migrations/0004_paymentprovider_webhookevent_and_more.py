@@ -6,68 +6,106 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0003_cancellation_source_nullable'),
-        ('invoicing', '0001_initial'),
+        ("billing", "0003_cancellation_source_nullable"),
+        ("invoicing", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PaymentProvider',
+            name="PaymentProvider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('signing_secret', models.CharField(max_length=200)),
-                ('previous_signing_secret', models.CharField(blank=True, max_length=200)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("signing_secret", models.CharField(max_length=200)),
+                ("previous_signing_secret", models.CharField(blank=True, max_length=200)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=200)),
-                ('event_type', models.CharField(max_length=64)),
-                ('outcome', models.CharField(choices=[('applied', 'Applied'), ('stale', 'Stale'), ('unknown_payment', 'Unknown Payment'), ('ignored', 'Ignored')], max_length=16)),
-                ('payload', models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=200)),
+                ("event_type", models.CharField(max_length=64)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("applied", "Applied"),
+                            ("stale", "Stale"),
+                            ("unknown_payment", "Unknown Payment"),
+                            ("ignored", "Ignored"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("payload", models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='payment',
-            index=models.Index(fields=['tenant', 'reference'], name='payment_reference_idx'),
+            model_name="payment",
+            index=models.Index(fields=["tenant", "reference"], name="payment_reference_idx"),
         ),
         migrations.AddField(
-            model_name='paymentprovider',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='payment_providers', to='billing.tenant'),
+            model_name="paymentprovider",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="payment_providers",
+                to="billing.tenant",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookevent',
-            name='payment',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.payment'),
+            model_name="webhookevent",
+            name="payment",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="billing.payment",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookevent',
-            name='provider',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='billing.paymentprovider'),
+            model_name="webhookevent",
+            name="provider",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="events",
+                to="billing.paymentprovider",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookevent',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.tenant'),
+            model_name="webhookevent",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="billing.tenant"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='webhookevent',
-            constraint=models.UniqueConstraint(fields=('provider', 'event_id'), name='webhook_event_unique_per_provider'),
+            model_name="webhookevent",
+            constraint=models.UniqueConstraint(
+                fields=("provider", "event_id"), name="webhook_event_unique_per_provider"
+            ),
         ),
     ]

@@ -2,175 +2,385 @@
 
 import django.contrib.postgres.fields
 import django.db.models.deletion
-import reconciliation.models
 from django.db import migrations, models
+
+import reconciliation.models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('billing', '0004_paymentprovider_webhookevent_and_more'),
-        ('invoicing', '0001_initial'),
+        ("billing", "0004_paymentprovider_webhookevent_and_more"),
+        ("invoicing", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BankAccount',
+            name="BankAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('iban', models.CharField(max_length=34)),
-                ('bic', models.CharField(blank=True, max_length=11)),
-                ('currency', models.CharField(max_length=3)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bank_accounts', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("iban", models.CharField(max_length=34)),
+                ("bic", models.CharField(blank=True, max_length=11)),
+                ("currency", models.CharField(max_length=3)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="bank_accounts",
+                        to="billing.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='BankStatement',
+            name="BankStatement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('format', models.CharField(choices=[('camt053', 'CAMT.053'), ('mt940', 'MT940'), ('csv', 'CSV')], max_length=8)),
-                ('statement_ref', models.CharField(blank=True, max_length=100)),
-                ('file_name', models.CharField(blank=True, max_length=255)),
-                ('file_sha256', models.CharField(max_length=64)),
-                ('entry_count', models.PositiveIntegerField(default=0)),
-                ('new_entry_count', models.PositiveIntegerField(default=0)),
-                ('imported_at', models.DateTimeField(auto_now_add=True)),
-                ('bank_account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='statements', to='reconciliation.bankaccount')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bank_statements', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[("camt053", "CAMT.053"), ("mt940", "MT940"), ("csv", "CSV")], max_length=8
+                    ),
+                ),
+                ("statement_ref", models.CharField(blank=True, max_length=100)),
+                ("file_name", models.CharField(blank=True, max_length=255)),
+                ("file_sha256", models.CharField(max_length=64)),
+                ("entry_count", models.PositiveIntegerField(default=0)),
+                ("new_entry_count", models.PositiveIntegerField(default=0)),
+                ("imported_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "bank_account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="statements",
+                        to="reconciliation.bankaccount",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="bank_statements",
+                        to="billing.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='BankEntry',
+            name="BankEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('booking_date', models.DateField()),
-                ('value_date', models.DateField(blank=True, null=True)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=22)),
-                ('currency', models.CharField(max_length=3)),
-                ('bank_transaction_id', models.CharField(blank=True, max_length=100)),
-                ('counterparty_name', models.CharField(blank=True, max_length=200)),
-                ('counterparty_iban', models.CharField(blank=True, max_length=34)),
-                ('reference', models.CharField(blank=True, max_length=200)),
-                ('remittance_text', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('cleared', 'Cleared')], default='cleared', max_length=8)),
-                ('match_status', models.CharField(choices=[('unmatched', 'Unmatched'), ('reconciled', 'Reconciled'), ('discrepancy', 'Discrepancy')], default='unmatched', max_length=16)),
-                ('auto_match', models.BooleanField(default=True)),
-                ('dedup_key', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('bank_account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='reconciliation.bankaccount')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bank_entries', to='billing.tenant')),
-                ('statement', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='reconciliation.bankstatement')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("booking_date", models.DateField()),
+                ("value_date", models.DateField(blank=True, null=True)),
+                ("amount", models.DecimalField(decimal_places=4, max_digits=22)),
+                ("currency", models.CharField(max_length=3)),
+                ("bank_transaction_id", models.CharField(blank=True, max_length=100)),
+                ("counterparty_name", models.CharField(blank=True, max_length=200)),
+                ("counterparty_iban", models.CharField(blank=True, max_length=34)),
+                ("reference", models.CharField(blank=True, max_length=200)),
+                ("remittance_text", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("cleared", "Cleared")],
+                        default="cleared",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "match_status",
+                    models.CharField(
+                        choices=[
+                            ("unmatched", "Unmatched"),
+                            ("reconciled", "Reconciled"),
+                            ("discrepancy", "Discrepancy"),
+                        ],
+                        default="unmatched",
+                        max_length=16,
+                    ),
+                ),
+                ("auto_match", models.BooleanField(default=True)),
+                ("dedup_key", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "bank_account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="reconciliation.bankaccount",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="bank_entries",
+                        to="billing.tenant",
+                    ),
+                ),
+                (
+                    "statement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="reconciliation.bankstatement",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'bank entries',
-                'ordering': ['-booking_date', '-id'],
+                "verbose_name_plural": "bank entries",
+                "ordering": ["-booking_date", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='CsvProfile',
+            name="CsvProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('delimiter', models.CharField(default=',', max_length=1)),
-                ('date_format', models.CharField(default='%Y-%m-%d', max_length=32)),
-                ('decimal_separator', models.CharField(default='.', max_length=1)),
-                ('booking_date_column', models.CharField(max_length=100)),
-                ('value_date_column', models.CharField(blank=True, max_length=100)),
-                ('amount_column', models.CharField(max_length=100)),
-                ('currency_column', models.CharField(blank=True, max_length=100)),
-                ('transaction_id_column', models.CharField(blank=True, max_length=100)),
-                ('counterparty_name_column', models.CharField(blank=True, max_length=100)),
-                ('counterparty_iban_column', models.CharField(blank=True, max_length=100)),
-                ('reference_column', models.CharField(blank=True, max_length=100)),
-                ('remittance_column', models.CharField(blank=True, max_length=100)),
-                ('status_column', models.CharField(blank=True, max_length=100)),
-                ('pending_value', models.CharField(blank=True, default='pending', max_length=50)),
-                ('bank_account', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='csv_profile', to='reconciliation.bankaccount')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("delimiter", models.CharField(default=",", max_length=1)),
+                ("date_format", models.CharField(default="%Y-%m-%d", max_length=32)),
+                ("decimal_separator", models.CharField(default=".", max_length=1)),
+                ("booking_date_column", models.CharField(max_length=100)),
+                ("value_date_column", models.CharField(blank=True, max_length=100)),
+                ("amount_column", models.CharField(max_length=100)),
+                ("currency_column", models.CharField(blank=True, max_length=100)),
+                ("transaction_id_column", models.CharField(blank=True, max_length=100)),
+                ("counterparty_name_column", models.CharField(blank=True, max_length=100)),
+                ("counterparty_iban_column", models.CharField(blank=True, max_length=100)),
+                ("reference_column", models.CharField(blank=True, max_length=100)),
+                ("remittance_column", models.CharField(blank=True, max_length=100)),
+                ("status_column", models.CharField(blank=True, max_length=100)),
+                ("pending_value", models.CharField(blank=True, default="pending", max_length=50)),
+                (
+                    "bank_account",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="csv_profile",
+                        to="reconciliation.bankaccount",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Reconciliation',
+            name="Reconciliation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('reconciled', 'Reconciled'), ('discrepancy', 'Discrepancy'), ('resolved', 'Resolved'), ('reversed', 'Reversed')], max_length=16)),
-                ('discrepancy_kind', models.CharField(blank=True, choices=[('amount_mismatch', 'Amount Mismatch'), ('missing_payment', 'Missing Payment'), ('missing_bank_entry', 'Missing Bank Entry'), ('duplicate', 'Duplicate'), ('timing_difference', 'Timing Difference'), ('overpayment', 'Overpayment')], max_length=24)),
-                ('rule', models.CharField(choices=[('payment_reference', 'Payment Reference'), ('invoice_number', 'Invoice Number'), ('multi_invoice', 'Multi Invoice'), ('customer_open_sum', 'Customer Open Sum'), ('manual', 'Manual')], max_length=24)),
-                ('amount', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('currency', models.CharField(max_length=3)),
-                ('difference', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('note', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('resolution_reason', models.CharField(blank=True, max_length=500)),
-                ('bank_entry', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reconciliations', to='reconciliation.bankentry')),
-                ('invoice', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reconciliations', to='invoicing.invoice')),
-                ('payment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reconciliations', to='billing.payment')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reconciliations', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("reconciled", "Reconciled"),
+                            ("discrepancy", "Discrepancy"),
+                            ("resolved", "Resolved"),
+                            ("reversed", "Reversed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "discrepancy_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("amount_mismatch", "Amount Mismatch"),
+                            ("missing_payment", "Missing Payment"),
+                            ("missing_bank_entry", "Missing Bank Entry"),
+                            ("duplicate", "Duplicate"),
+                            ("timing_difference", "Timing Difference"),
+                            ("overpayment", "Overpayment"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                (
+                    "rule",
+                    models.CharField(
+                        choices=[
+                            ("payment_reference", "Payment Reference"),
+                            ("invoice_number", "Invoice Number"),
+                            ("multi_invoice", "Multi Invoice"),
+                            ("customer_open_sum", "Customer Open Sum"),
+                            ("manual", "Manual"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("currency", models.CharField(max_length=3)),
+                ("difference", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("note", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("resolution_reason", models.CharField(blank=True, max_length=500)),
+                (
+                    "bank_entry",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reconciliations",
+                        to="reconciliation.bankentry",
+                    ),
+                ),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reconciliations",
+                        to="invoicing.invoice",
+                    ),
+                ),
+                (
+                    "payment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reconciliations",
+                        to="billing.payment",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reconciliations",
+                        to="billing.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='ReconciliationSettings',
+            name="ReconciliationSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rules', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=32), default=reconciliation.models._default_rules, size=None)),
-                ('amount_tolerance', models.DecimalField(decimal_places=4, default=0, max_digits=22)),
-                ('bank_entry_grace_days', models.PositiveSmallIntegerField(default=5)),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='billing.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "rules",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=32),
+                        default=reconciliation.models._default_rules,
+                        size=None,
+                    ),
+                ),
+                ("amount_tolerance", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
+                ("bank_entry_grace_days", models.PositiveSmallIntegerField(default=5)),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="billing.tenant"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'reconciliation settings',
+                "verbose_name_plural": "reconciliation settings",
             },
         ),
         migrations.AddConstraint(
-            model_name='bankaccount',
-            constraint=models.UniqueConstraint(fields=('tenant', 'iban'), name='bank_account_unique_iban'),
+            model_name="bankaccount",
+            constraint=models.UniqueConstraint(fields=("tenant", "iban"), name="bank_account_unique_iban"),
         ),
         migrations.AddIndex(
-            model_name='bankentry',
-            index=models.Index(condition=models.Q(('match_status', 'unmatched')), fields=['tenant', 'match_status'], name='bank_entry_unmatched_idx'),
+            model_name="bankentry",
+            index=models.Index(
+                condition=models.Q(("match_status", "unmatched")),
+                fields=["tenant", "match_status"],
+                name="bank_entry_unmatched_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='bankentry',
-            index=models.Index(fields=['tenant', 'booking_date'], name='bank_entry_booking_idx'),
+            model_name="bankentry",
+            index=models.Index(fields=["tenant", "booking_date"], name="bank_entry_booking_idx"),
         ),
         migrations.AddConstraint(
-            model_name='bankentry',
-            constraint=models.UniqueConstraint(fields=('tenant', 'bank_account', 'dedup_key'), name='bank_entry_unique_dedup'),
+            model_name="bankentry",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "bank_account", "dedup_key"), name="bank_entry_unique_dedup"
+            ),
         ),
         migrations.AddIndex(
-            model_name='reconciliation',
-            index=models.Index(fields=['tenant', 'status'], name='recon_status_idx'),
+            model_name="reconciliation",
+            index=models.Index(fields=["tenant", "status"], name="recon_status_idx"),
         ),
         migrations.AddIndex(
-            model_name='reconciliation',
-            index=models.Index(condition=models.Q(('status__in', ('reconciled', 'discrepancy'))), fields=['payment'], name='recon_active_payment_idx'),
+            model_name="reconciliation",
+            index=models.Index(
+                condition=models.Q(("status__in", ("reconciled", "discrepancy"))),
+                fields=["payment"],
+                name="recon_active_payment_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reconciliation',
-            index=models.Index(condition=models.Q(('status__in', ('reconciled', 'discrepancy'))), fields=['bank_entry'], name='recon_active_entry_idx'),
+            model_name="reconciliation",
+            index=models.Index(
+                condition=models.Q(("status__in", ("reconciled", "discrepancy"))),
+                fields=["bank_entry"],
+                name="recon_active_entry_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reconciliation',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('discrepancy_kind__gt', ''), ('status', 'discrepancy')), models.Q(('status', 'discrepancy'), _negated=True), _connector='OR'), name='recon_discrepancy_has_kind'),
+            model_name="reconciliation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("discrepancy_kind__gt", ""), ("status", "discrepancy")),
+                    models.Q(("status", "discrepancy"), _negated=True),
+                    _connector="OR",
+                ),
+                name="recon_discrepancy_has_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reconciliation',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='recon_amount_non_negative'),
+            model_name="reconciliation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)), name="recon_amount_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reconciliationsettings',
-            constraint=models.CheckConstraint(condition=models.Q(('amount_tolerance__gte', 0)), name='recon_tolerance_non_negative'),
+            model_name="reconciliationsettings",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount_tolerance__gte", 0)), name="recon_tolerance_non_negative"
+            ),
         ),
     ]

@@ -4,23 +4,21 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reconciliation', '0001_initial'),
+        ("reconciliation", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UnmatchedBankEntry',
-            fields=[
-            ],
+            name="UnmatchedBankEntry",
+            fields=[],
             options={
-                'verbose_name': 'unmatched bank entry',
-                'verbose_name_plural': 'unmatched bank entries',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "unmatched bank entry",
+                "verbose_name_plural": "unmatched bank entries",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('reconciliation.bankentry',),
+            bases=("reconciliation.bankentry",),
         ),
     ]

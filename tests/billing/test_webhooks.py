@@ -30,7 +30,9 @@ def _event(event_id="evt_1", type_="payment.completed", rail="pi_42"):
 def _post(client, body, *, secrets=("whsec_new",), timestamp=None, header=None, slug="cardrail"):
     timestamp = int(time.time()) if timestamp is None else timestamp
     if header is None:
-        header = f"t={timestamp}," + ",".join(f"v1={sign(secret=s, timestamp=timestamp, body=body)}" for s in secrets)
+        header = f"t={timestamp}," + ",".join(
+            f"v1={sign(secret=s, timestamp=timestamp, body=body)}" for s in secrets
+        )
     extra = {f"HTTP_{SIGNATURE_HEADER.upper().replace('-', '_')}": header} if header != "" else {}
     return client.post(URL.format(slug), data=body, content_type="application/json", **extra)
 
@@ -122,7 +124,11 @@ def test_unknown_provider_is_404_and_unknown_payment_is_recorded(client, provide
 
 def test_failed_event_records_reason(client, provider, payment):
     body = json.dumps(
-        {"id": "evt_f", "type": "payment.failed", "data": {"railTransactionId": "pi_42", "failureReason": "card declined"}}
+        {
+            "id": "evt_f",
+            "type": "payment.failed",
+            "data": {"railTransactionId": "pi_42", "failureReason": "card declined"},
+        }
     ).encode()
 
     _post(client, body)

@@ -26,12 +26,25 @@ class Books:
             tenant=self.tenant,
             actor=self.actor,
             customer=customer or self.customer,
-            lines=[invoicing_services.DraftLine(description="Route charges", quantity=Decimal(1), unit_amount=Decimal(amount))],
+            lines=[
+                invoicing_services.DraftLine(
+                    description="Route charges", quantity=Decimal(1), unit_amount=Decimal(amount)
+                )
+            ],
         )
         with self._capture(execute=False):
             return invoicing_services.invoice_issue(invoice=draft, actor=self.actor)
 
-    def payment(self, amount: str, *, invoice=None, rail: str = "", reference: str = "", status="completed", customer=None):
+    def payment(
+        self,
+        amount: str,
+        *,
+        invoice=None,
+        rail: str = "",
+        reference: str = "",
+        status="completed",
+        customer=None,
+    ):
         payment = PaymentFactory(
             customer=customer or (invoice.customer if invoice else self.customer),
             invoice=invoice,
@@ -41,9 +54,13 @@ class Books:
         )
         with self._capture(execute=False):
             if status in (PaymentStatus.PROCESSING, PaymentStatus.COMPLETED):
-                billing_services.payment_transition(payment=payment, actor=self.actor, status=PaymentStatus.PROCESSING)
+                billing_services.payment_transition(
+                    payment=payment, actor=self.actor, status=PaymentStatus.PROCESSING
+                )
             if status in (PaymentStatus.COMPLETED, PaymentStatus.FAILED):
-                payment = billing_services.payment_transition(payment=payment, actor=self.actor, status=status)
+                payment = billing_services.payment_transition(
+                    payment=payment, actor=self.actor, status=status
+                )
         return payment
 
     def import_camt(self, entries, **kwargs):

@@ -96,7 +96,9 @@ def test_bank_accounts_are_tenant_scoped(api, tenant_b):
     BankAccountFactory(tenant=tenant_b.tenant)
 
     created = api.post(
-        "/api/v1/bank-accounts", {"name": "Ops", "iban": "DE02120300000000202051", "currency": "EUR"}, format="json"
+        "/api/v1/bank-accounts",
+        {"name": "Ops", "iban": "DE02120300000000202051", "currency": "EUR"},
+        format="json",
     )
 
     assert created.status_code == 201
@@ -125,7 +127,10 @@ def test_admin_unmatched_side_by_side_and_match(admin_client, books):
 def test_admin_statement_upload_imports(admin_client, books):
     response = admin_client.post(
         "/admin/reconciliation/bankstatement/add/",
-        {"bank_account": books.account.pk, "file": SimpleUploadedFile("s.xml", camt053([{"amount": "5.00", "txid": "U"}]))},
+        {
+            "bank_account": books.account.pk,
+            "file": SimpleUploadedFile("s.xml", camt053([{"amount": "5.00", "txid": "U"}])),
+        },
     )
 
     assert response.status_code == 302, response.content[:2000]

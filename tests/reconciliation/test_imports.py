@@ -21,7 +21,11 @@ SAMPLES = Path(__file__).parent / "samples"
 
 def _import(account, data: bytes, actor, fmt=None):
     return services.statement_import(
-        tenant=account.tenant, actor=actor, bank_account=account, stream=io.BytesIO(data), format=fmt,
+        tenant=account.tenant,
+        actor=actor,
+        bank_account=account,
+        stream=io.BytesIO(data),
+        format=fmt,
         run_matching=False,
     )
 
@@ -89,7 +93,9 @@ def test_reimporting_a_statement_creates_no_duplicate(account, actor, name, fmt)
 def test_overlapping_statement_adds_only_the_new_entries(account, actor):
     _import(account, camt053([{"amount": "1.00", "txid": "A"}, {"amount": "2.00", "txid": "B"}]), actor)
 
-    result = _import(account, camt053([{"amount": "2.00", "txid": "B"}, {"amount": "3.00", "txid": "C"}]), actor)
+    result = _import(
+        account, camt053([{"amount": "2.00", "txid": "B"}, {"amount": "3.00", "txid": "C"}]), actor
+    )
 
     assert result.new_entry_count == 1
     assert sorted(BankEntry.objects.values_list("bank_transaction_id", flat=True)) == ["A", "B", "C"]
@@ -106,7 +112,11 @@ def test_entries_without_bank_id_are_recognised_by_fingerprint_and_occurrence(ac
 
 
 MALFORMED = [
-    ("camt053", b"<?xml version='1.0'?><Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><Stmt>", "line 1"),
+    (
+        "camt053",
+        b"<?xml version='1.0'?><Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><Stmt>",
+        "line 1",
+    ),
     ("camt053", camt053([{"amount": "1.00", "txid": "A"}, {"amount": "abc", "txid": "B"}]), "<Ntry> #2"),
     ("camt053", camt053([{"amount": "1.00", "txid": "A", "indicator": "XXXX"}]), "CdtDbtInd"),
     ("camt053", camt053([{"amount": "1.00", "txid": "A", "date": "2026-13-45"}]), "BookgDt"),
@@ -118,7 +128,13 @@ MALFORMED = [
     ),
     ("mt940", (SAMPLES / "mt940_sample.sta").read_bytes().replace(b"CR250,00", b"CRX50,00"), "line 7"),
     ("mt940", (SAMPLES / "mt940_sample.sta").read_bytes().replace(b":62F:", b":99X:"), ":62"),
-    ("csv", (SAMPLES / "csv_sample.csv").read_bytes().replace(b"02.03.2026;02.03.2026;250", b"32.03.2026;02.03.2026;250"), "line 3"),
+    (
+        "csv",
+        (SAMPLES / "csv_sample.csv")
+        .read_bytes()
+        .replace(b"02.03.2026;02.03.2026;250", b"32.03.2026;02.03.2026;250"),
+        "line 3",
+    ),
     ("csv", (SAMPLES / "csv_sample.csv").read_bytes().replace(b"Betrag", b"Summe"), "Betrag"),
     ("csv", (SAMPLES / "csv_sample.csv").read_bytes() + b"04.03.2026;04.03.2026\n", "line 5"),
 ]

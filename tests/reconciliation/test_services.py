@@ -179,7 +179,9 @@ def test_two_payments_in_one_run_add_up(books):
 def test_one_bank_entry_paying_invoices_listed_in_remittance(books):
     first, second = books.invoice("100.00"), books.invoice("150.00")
     books.payment("250.00", rail="pi_m", reference=f"{first.number} {second.number}")
-    books.import_camt([{"amount": "250.00", "ref": "pi_m", "text": f"{first.number}, {second.number}", "txid": "D1"}])
+    books.import_camt(
+        [{"amount": "250.00", "ref": "pi_m", "text": f"{first.number}, {second.number}", "txid": "D1"}]
+    )
 
     books.run()
 
@@ -195,7 +197,9 @@ def test_one_bank_entry_paying_invoices_listed_in_remittance(books):
 def test_listed_invoices_not_adding_up_is_amount_mismatch(books):
     first, second = books.invoice("100.00"), books.invoice("150.00")
     books.payment("200.00", rail="pi_n")
-    books.import_camt([{"amount": "200.00", "ref": "pi_n", "text": f"{first.number} {second.number}", "txid": "D2"}])
+    books.import_camt(
+        [{"amount": "200.00", "ref": "pi_n", "text": f"{first.number} {second.number}", "txid": "D2"}]
+    )
 
     books.run()
 
@@ -355,4 +359,6 @@ def test_unmatching_a_paid_invoice_is_refused_by_the_transition_table(books):
     books.run()
 
     with pytest.raises(IllegalTransition):
-        services.reconciliation_unmatch(reconciliation=Reconciliation.objects.get(), actor=books.actor, reason="x")
+        services.reconciliation_unmatch(
+            reconciliation=Reconciliation.objects.get(), actor=books.actor, reason="x"
+        )

@@ -5,7 +5,6 @@ import io
 import pytest
 
 from audit.actors import Actor
-from billing import services as billing_services
 from core.setup_services import PERIODIC_TASKS
 from invoicing.models import Invoice
 from reconciliation import services, tasks
