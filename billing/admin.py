@@ -1,9 +1,18 @@
 from django.contrib import admin, messages
 
 from audit.actors import Actor
-from billing import services
+from billing import services, webhooks
 from billing.lifecycle import CancellationSource, PaymentStatus, SubscriptionStatus
-from billing.models import Charge, Customer, Membership, Payment, Subscription, Tenant
+from billing.models import (
+    Charge,
+    Customer,
+    Membership,
+    Payment,
+    PaymentProvider,
+    Subscription,
+    Tenant,
+    WebhookEvent,
+)
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
 from core.errors import ApplicationError
 
@@ -146,3 +155,21 @@ class PaymentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.action(description="Mark failed")
     def mark_failed(self, request, queryset):
         self._move(request, queryset, PaymentStatus.FAILED)
+
+
+@admin.register(PaymentProvider)
+class PaymentProviderAdmin(TenantScopedAdmin):
+    """Each rail's webhook URL slug and its signing secrets (the previous one while rotating)."""
+
+    list_display = ["slug", "name", "tenant", "is_active", "created_at"]
+    list_filter = ["tenant", "is_active"]
+
+    def save_model(self, request, obj, form, change):
+        webhooks.payment_provider_save(provider=obj, actor=Actor.for_user(request.user))
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    list_display = ["event_id", "provider", "event_type", "outcome", "payment", "received_at"]
+    list_filter = ["tenant", "provider", "outcome", "event_type"]
+    search_fields = ["event_id"]

@@ -7,9 +7,12 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from billing import services
+from billing import services, webhooks
 from billing.lifecycle import CancellationSource, PaymentStatus
 from billing.models import Charge, Customer, Payment, Subscription
 from core.api.filters import UTCIsoDateTimeFilter
@@ -26,6 +29,13 @@ from core.api.serializers import (
     check_amounts,
 )
 from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
+
+
+class _RawBodyParser(BaseParser):
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read()
 
 
 # --- Customers ----------------------------------------------------------------------------------
@@ -313,3 +323,22 @@ class PaymentViewSet(
             reason=body.validated_data["reason"],
         )
         return Response(PaymentSerializer(payment, context=self.get_serializer_context()).data)
+
+
+# --- Payment-rail webhooks ----------------------------------------------------------------------
+class PaymentWebhookView(APIView):
+    """POST /api/v1/webhooks/payments/{provider}: a rail's signed event (no login: the HMAC
+    signature is the authentication). Not in the client API schema: rails call it, clients don't."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [_RawBodyParser]
+
+    @extend_schema(exclude=True)
+    def post(self, request, provider: str):
+        # The signature covers the exact bytes sent: read them before anything parses them.
+        body = request.body
+        result = webhooks.payment_webhook_receive(
+            provider_slug=provider, signature_header=request.headers.get(webhooks.SIGNATURE_HEADER), body=body
+        )
+        return Response({"eventId": result.event_id, "outcome": result.outcome, "replayed": result.replayed})

@@ -224,6 +224,66 @@ class Payment(models.Model):
                 name="payment_completed_has_timestamp",
             ),
         ]
+        indexes = [
+            # Reconciliation finds a payment by the reference a bank entry carries.
+            models.Index(fields=["tenant", "reference"], name="payment_reference_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} ({self.status})"
+
+
+class PaymentProvider(models.Model):
+    """A payment rail posting webhooks to /api/v1/webhooks/payments/{slug} for one tenant.
+
+    Two secrets so a rotation never drops events: the rail signs with both while it switches over.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="payment_providers")
+    # Globally unique: the webhook URL names the provider, and the provider names the tenant.
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    signing_secret = models.CharField(max_length=200)
+    # The secret being rotated out; blank once the rail signs with the new one only.
+    previous_signing_secret = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.signing_secret, self.previous_signing_secret) if s]
+
+
+class WebhookEvent(models.Model):
+    """One processed webhook event: its id is recorded once, so a replay changes nothing."""
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied"
+        # The payment is already at or past the event's status (out of order or duplicate news).
+        STALE = "stale"
+        UNKNOWN_PAYMENT = "unknown_payment"
+        IGNORED = "ignored"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    provider = models.ForeignKey(PaymentProvider, on_delete=models.PROTECT, related_name="events")
+    event_id = models.CharField(max_length=200)
+    event_type = models.CharField(max_length=64)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_event_unique_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}:{self.event_id}"

@@ -177,4 +177,9 @@ def payment_transition(*, payment: Payment, actor: Actor, status: str, reason: s
         if status == PaymentStatus.FAILED:
             locked.failure_reason = reason[:500]
         locked.save()
+        if status == PaymentStatus.COMPLETED:
+            # Completion does not settle the invoice: matching against the bank does, when it agrees.
+            from billing.webhooks import _enqueue_matching
+
+            _enqueue_matching(locked.tenant_id)
     return locked

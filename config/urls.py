@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing.apis import PaymentWebhookView
 from core.api.not_found import api_not_found
 from core.health import healthz, readyz
 
@@ -11,6 +12,8 @@ api_v1 = [
     path("", include("audit.urls")),
     path("", include("journeys.urls")),
     path("", include("consolidation.urls")),
+    path("", include("reconciliation.urls")),
+    path("webhooks/payments/<slug:provider>", PaymentWebhookView.as_view(), name="payment-webhook"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^(?P<path>.*)$", api_not_found, name="api-not-found"),

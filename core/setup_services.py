@@ -154,6 +154,13 @@ PERIODIC_TASKS: tuple[FixedSchedule, ...] = (
         minute="5",
         description="Consolidated invoices past their due date become overdue (daily, 02:05 business time).",
     ),
+    # A plain beat task (no approval or pause needed); matching is idempotent and incremental.
+    FixedSchedule(
+        task="reconciliation.run_daily_matching",
+        hour="1",
+        minute="30",
+        description="Match unmatched bank entries and flag missing bank credits (daily, 01:30, before overdue).",
+    ),
 )
 
 

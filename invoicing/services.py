@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -311,3 +312,144 @@ def invoices_settle_in_full(*, invoice_ids: list[int], actor: Actor, paid_at=Non
             paid_at=paid_at,
             updated_at=timezone.now(),
         )
+
+
+# --- Settlements (applied by reconciliation) ---------------------------------------------------
+# Only a reconciled match (invoice, payment and bank entry agree) reaches these services: a
+# payment alone never settles an invoice. Every status change goes through INVOICE_TRANSITIONS.
+
+# An invoice can take money while it can still become paid (payment_due, partially_paid, overdue).
+SETTLEABLE_STATUSES = tuple(s for s in InvoiceStatus if INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.PAID))
+# A part-payment leaves these statuses as they are: partially_paid stays, and an overdue invoice
+# stays overdue (its balance shrinks) so dunning keeps seeing that it is late.
+_PART_PAYMENT_KEEPS = (InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementResult:
+    invoice_id: int
+    received: Decimal
+    # What went onto the invoice: at most its balance.
+    applied: Decimal
+    status: str
+
+    @property
+    def excess(self) -> Decimal:
+        return self.received - self.applied
+
+
+def _part_payment_status(current: str) -> str:
+    if current in _PART_PAYMENT_KEEPS:
+        return current
+    INVOICE_TRANSITIONS.check(current, InvoiceStatus.PARTIALLY_PAID)
+    return InvoiceStatus.PARTIALLY_PAID
+
+
+def invoice_apply_settlement(
+    *, invoice: Invoice, actor: Actor, amount: Decimal, tolerance: Decimal = ZERO, reason: str
+) -> SettlementResult:
+    """Apply reconciled money to one open invoice: all of the balance (within tolerance) → paid,
+    less → partially_paid; more is not applied (the caller records the excess)."""
+    if amount <= ZERO:
+        raise ValidationFailed("A settlement must be positive.", field="amount")
+    with audited(actor=actor, reason=reason):
+        locked = _lock(invoice)
+        if locked.status not in SETTLEABLE_STATUSES:
+            INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.PAID)
+        applied = min(amount, max(locked.balance, ZERO))
+        settles = amount >= locked.balance - tolerance
+        locked.amount_paid += applied
+        locked.balance -= applied
+        if settles:
+            locked.status = InvoiceStatus.PAID
+            locked.paid_at = timezone.now()
+        else:
+            locked.status = _part_payment_status(locked.status)
+        locked.save(update_fields=["amount_paid", "balance", "status", "paid_at", "updated_at"])
+    log.info("invoice.settled", tenant=locked.tenant_id, invoice=locked.pk, applied=str(applied))
+    return SettlementResult(invoice_id=locked.pk, received=amount, applied=applied, status=locked.status)
+
+
+_SETTLE_SQL = """
+WITH s AS (
+    SELECT t.invoice_id, sum(t.amount) AS amount FROM {source} t GROUP BY t.invoice_id
+), c AS (
+    SELECT i.id, s.amount, LEAST(s.amount, GREATEST(i.balance, 0)) AS applied,
+           s.amount >= i.balance - %(tolerance)s AS settles
+    FROM invoicing_invoice i JOIN s ON s.invoice_id = i.id
+    WHERE i.tenant_id = %(tenant)s AND i.status = ANY(%(sources)s)
+), updated AS (
+    UPDATE invoicing_invoice i SET
+        amount_paid = i.amount_paid + c.applied,
+        balance = i.balance - c.applied,
+        status = CASE WHEN c.settles THEN %(paid)s
+                      WHEN i.status = ANY(%(keep)s) THEN i.status
+                      ELSE %(partial)s END,
+        paid_at = CASE WHEN c.settles THEN %(now)s ELSE i.paid_at END,
+        updated_at = %(now)s
+    FROM c WHERE c.id = i.id
+    RETURNING i.id, c.amount - c.applied AS excess
+)
+SELECT count(*), coalesce(array_agg(id) FILTER (WHERE excess > %(tolerance)s), '{{}}'),
+       coalesce(array_agg(excess) FILTER (WHERE excess > %(tolerance)s), '{{}}')
+FROM updated
+"""
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSummary:
+    invoices_settled: int
+    # (invoice id, amount received beyond its balance) where that exceeds the tolerance.
+    overpaid: list[tuple[int, Decimal]]
+
+
+def invoices_apply_settlements(
+    *, tenant_id: int, actor: Actor, allocations_table: str, tolerance: Decimal = ZERO, reason: str
+) -> SettlementSummary:
+    """Set-based invoice_apply_settlement: one UPDATE … FROM over a table of (invoice_id, amount)
+    rows in the caller's transaction (several rows for one invoice add up). Invoices that cannot
+    take money are left alone. Nothing is read row by row into Python, so memory stays flat."""
+    if not _IDENTIFIER.match(allocations_table):
+        raise ValueError(f"not a table name: {allocations_table!r}")
+    # The CASE may only pick targets the transition table allows from every source status.
+    assert all(INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.PAID) for s in SETTLEABLE_STATUSES)
+    assert all(
+        s in _PART_PAYMENT_KEEPS or INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.PARTIALLY_PAID)
+        for s in SETTLEABLE_STATUSES
+    )
+    with audited(actor=actor, reason=reason), connection.cursor() as cursor:
+        cursor.execute(
+            _SETTLE_SQL.format(source=allocations_table),
+            {
+                "tolerance": tolerance,
+                "tenant": tenant_id,
+                "sources": list(SETTLEABLE_STATUSES),
+                "keep": list(_PART_PAYMENT_KEEPS),
+                "paid": InvoiceStatus.PAID,
+                "partial": InvoiceStatus.PARTIALLY_PAID,
+                "now": timezone.now(),
+            },
+        )
+        count, ids, excess = cursor.fetchone()
+    return SettlementSummary(invoices_settled=count, overpaid=list(zip(ids, excess, strict=True)))
+
+
+def invoice_reverse_settlement(*, invoice: Invoice, actor: Actor, amount: Decimal, reason: str) -> Invoice:
+    """Take back money a reconciliation applied. Only where the transition table allows the
+    resulting status: a paid invoice is final, and a part-paid one cannot return to payment_due,
+    so those raise IllegalTransition (409)."""
+    with audited(actor=actor, reason=reason):
+        locked = _lock(invoice)
+        if amount > locked.amount_paid:
+            raise Conflict("The invoice has less paid than the amount to reverse.")
+        remaining = locked.amount_paid - amount
+        if locked.status == InvoiceStatus.PAID:
+            target = InvoiceStatus.PARTIALLY_PAID if remaining > ZERO else InvoiceStatus.PAYMENT_DUE
+            INVOICE_TRANSITIONS.check(locked.status, target)
+        elif remaining == ZERO and locked.status == InvoiceStatus.PARTIALLY_PAID:
+            INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.PAYMENT_DUE)
+        locked.amount_paid = remaining
+        locked.balance += amount
+        locked.save(update_fields=["amount_paid", "balance", "updated_at"])
+    return locked

@@ -91,3 +91,47 @@ class PaymentFactory(factory.django.DjangoModelFactory):
     method = "bank_transfer"
     amount = Decimal("100.00")
     currency = factory.SelfAttribute("customer.currency")
+
+
+class BankAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "reconciliation.BankAccount"
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = "Operating account"
+    iban = "DE89370400440532013000"
+    bic = "COBADEFFXXX"
+    currency = "EUR"
+
+
+class CsvProfileFactory(factory.django.DjangoModelFactory):
+    """The column profile of tests/reconciliation/samples/csv_sample.csv (a German bank's export)."""
+
+    class Meta:
+        model = "reconciliation.CsvProfile"
+
+    bank_account = factory.SubFactory(BankAccountFactory)
+    delimiter = ";"
+    date_format = "%d.%m.%Y"
+    decimal_separator = ","
+    booking_date_column = "Buchungstag"
+    value_date_column = "Wertstellung"
+    amount_column = "Betrag"
+    currency_column = "Waehrung"
+    transaction_id_column = "Transaktions-ID"
+    counterparty_name_column = "Auftraggeber"
+    counterparty_iban_column = "IBAN"
+    reference_column = "Referenz"
+    remittance_column = "Verwendungszweck"
+    status_column = "Status"
+    pending_value = "vorgemerkt"
+
+
+class PaymentProviderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "billing.PaymentProvider"
+
+    tenant = factory.SubFactory(TenantFactory)
+    slug = factory.Sequence(lambda n: f"rail-{n}")
+    name = "Card rail"
+    signing_secret = factory.Sequence(lambda n: f"whsec_test_{n:04d}")

@@ -1,0 +1,205 @@
+"""Payment-rail webhooks: signature verification and the service applying an event once.
+
+Signature header (Stripe's scheme): ``t=<unix seconds>,v1=<hex>[,v1=<hex>…]`` where each v1 is
+HMAC-SHA256 over ``"{t}.{raw body}"`` with one of the provider's secrets. Several v1 values let a
+rail sign with the old and the new secret while a secret rotates.
+
+Event body (JSON): ``{"id": "evt_…", "type": "payment.processing" | "payment.completed" |
+"payment.failed", "data": {"railTransactionId": "…", "failureReason": "…"}}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.actors import Actor
+from audit.context import audited
+from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus
+from billing.models import Payment, PaymentProvider, WebhookEvent
+from core.errors import ApplicationError, NotFound, ValidationFailed
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "Ledgerflow-Signature"
+# Beyond this many seconds between the signed timestamp and now (either way), a request is
+# refused: a captured request cannot be replayed later, and a clock far off is noticed.
+TOLERANCE_SECONDS = 300
+
+EVENT_STATUS = {
+    "payment.processing": PaymentStatus.PROCESSING,
+    "payment.completed": PaymentStatus.COMPLETED,
+    "payment.failed": PaymentStatus.FAILED,
+}
+
+
+class SignatureInvalid(ApplicationError):
+    status = 400
+    code = "invalid-signature"
+    title = "Webhook signature invalid"
+
+
+def sign(*, secret: str, timestamp: int, body: bytes) -> str:
+    """The v1 signature of `body` at `timestamp` (what a rail computes; used by tests too)."""
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_signature(*, header: str | None, body: bytes, secrets: list[str], now: datetime) -> int:
+    """The signed timestamp if any v1 signature in `header` matches any secret; else SignatureInvalid."""
+    if not header:
+        raise SignatureInvalid(f"The {SIGNATURE_HEADER} header is missing.")
+    timestamp, signatures = None, []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise SignatureInvalid(f"The {SIGNATURE_HEADER} header needs t= and at least one v1=.")
+    if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
+        raise SignatureInvalid("The signature timestamp is too far from now.")
+    expected = [sign(secret=secret, timestamp=timestamp, body=body) for secret in secrets]
+    # Compare every pair in constant time and without stopping early.
+    matched = False
+    for candidate in signatures:
+        for wanted in expected:
+            matched |= hmac.compare_digest(candidate.encode(), wanted.encode())
+    if not matched:
+        raise SignatureInvalid("No signature matches.")
+    return timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    event_id: str
+    outcome: str
+    replayed: bool
+    payment_id: int | None = None
+
+
+def _parse(body: bytes) -> tuple[str, str, dict]:
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("The body is not JSON.", field="body") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
+        raise ValidationFailed("The event needs a string id.", field="id")
+    if not isinstance(event.get("type"), str):
+        raise ValidationFailed("The event needs a string type.", field="type")
+    data = event.get("data")
+    if not isinstance(data, dict):
+        raise ValidationFailed("The event needs a data object.", field="data")
+    return event["id"][:200], event["type"][:64], data
+
+
+def _steps(current: str, target: str) -> list[str] | None:
+    """The forward statuses leading from `current` to `target`, or None if that is backwards or
+    sideways (an out-of-order event). A completed event for a pending payment passes processing."""
+    if PAYMENT_TRANSITIONS.is_allowed(current, target):
+        return [target]
+    if current == PaymentStatus.PENDING and PAYMENT_TRANSITIONS.is_allowed(PaymentStatus.PROCESSING, target):
+        return [PaymentStatus.PROCESSING, target]
+    return None
+
+
+_TIMESTAMP = {
+    PaymentStatus.PROCESSING: "processing_at",
+    PaymentStatus.COMPLETED: "completed_at",
+    PaymentStatus.FAILED: "failed_at",
+}
+
+
+def payment_webhook_receive(
+    *, provider_slug: str, signature_header: str | None, body: bytes
+) -> WebhookResult:
+    """Verify and apply one rail event, once: a replayed event id answers as before and changes
+    nothing; an event never moves a payment backwards; a completed payment does not settle its
+    invoice (reconciliation does that once the bank agrees), it only triggers matching."""
+    provider = PaymentProvider.objects.filter(slug=provider_slug, is_active=True).first()
+    if provider is None:
+        raise NotFound("No such payment provider.")
+    verify_signature(header=signature_header, body=body, secrets=provider.secrets, now=timezone.now())
+    event_id, event_type, data = _parse(body)
+    actor = Actor.system(f"webhook:{provider.slug}")
+    with audited(actor=actor, reason=f"rail event {event_type} {event_id}"):
+        # The event row is claimed first: a concurrent duplicate waits on the unique index and
+        # then finds it taken; a failure below rolls the claim back so the rail may retry.
+        try:
+            with transaction.atomic():
+                event = WebhookEvent.objects.create(
+                    tenant_id=provider.tenant_id,
+                    provider=provider,
+                    event_id=event_id,
+                    event_type=event_type,
+                    outcome=WebhookEvent.Outcome.IGNORED,
+                    payload={"type": event_type, "data": data},
+                )
+        except IntegrityError:
+            previous = WebhookEvent.objects.get(provider=provider, event_id=event_id)
+            return WebhookResult(
+                event_id=event_id, outcome=previous.outcome, replayed=True, payment_id=previous.payment_id
+            )
+        target = EVENT_STATUS.get(event_type)
+        rail_id = data.get("railTransactionId")
+        payment = None
+        if target is not None and isinstance(rail_id, str) and rail_id:
+            payment = (
+                Payment.objects.select_for_update()
+                .filter(tenant_id=provider.tenant_id, rail_transaction_id=rail_id)
+                .first()
+            )
+        if target is None:
+            outcome = WebhookEvent.Outcome.IGNORED
+        elif payment is None:
+            outcome = WebhookEvent.Outcome.UNKNOWN_PAYMENT
+        else:
+            steps = _steps(payment.status, target)
+            if steps is None:
+                outcome = WebhookEvent.Outcome.STALE
+            else:
+                now = timezone.now()
+                for status in steps:
+                    PAYMENT_TRANSITIONS.check(payment.status, status)
+                    payment.status = status
+                    setattr(payment, _TIMESTAMP[status], now)
+                if target == PaymentStatus.FAILED:
+                    reason = data.get("failureReason")
+                    payment.failure_reason = (reason if isinstance(reason, str) else "declined by the rail")[
+                        :500
+                    ]
+                payment.save()
+                outcome = WebhookEvent.Outcome.APPLIED
+                if target == PaymentStatus.COMPLETED:
+                    _enqueue_matching(payment.tenant_id)
+        event.payment = payment
+        event.outcome = outcome
+        event.save(update_fields=["payment", "outcome"])
+    log.info("payment_webhook.received", provider=provider.slug, event_id=event_id, outcome=outcome)
+    return WebhookResult(
+        event_id=event_id, outcome=outcome, replayed=False, payment_id=payment.pk if payment else None
+    )
+
+
+def _enqueue_matching(tenant_id: int) -> None:
+    # By name: billing does not import reconciliation (which depends on billing).
+    from celery import current_app
+
+    transaction.on_commit(lambda: current_app.send_task("reconciliation.run_matching", args=[tenant_id]))
+
+
+def payment_provider_save(*, provider: PaymentProvider, actor: Actor) -> PaymentProvider:
+    """Create or change a rail's webhook settings (the admin's form), attributed in the audit trail."""
+    if not provider.signing_secret:
+        raise ValidationFailed("A provider needs a signing secret.", field="signingSecret")
+    with audited(actor=actor, reason="payment provider saved"):
+        provider.save()
+    return provider

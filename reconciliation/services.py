@@ -1,0 +1,656 @@
+"""Every write to reconciliation: statement imports, the matching engine, manual match and unmatch.
+
+Authority order: the bank statement, then the payment rail's confirmation, then anything a
+customer or a dashboard says. An invoice moves only on a reconciled match, through the invoicing
+settlement services (and so through its transition table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import IO
+
+import structlog
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.actors import Actor
+from audit.context import audited
+from billing.lifecycle import PaymentStatus
+from billing.models import Payment, Tenant
+from core.errors import Conflict, ValidationFailed
+from core.money import ZERO, fits_currency
+from invoicing import services as invoicing_services
+from invoicing.lifecycle import OPEN_STATUSES
+from invoicing.models import Invoice
+from reconciliation import parsers
+from reconciliation.models import (
+    ACTIVE_STATUSES,
+    DEFAULT_RULES,
+    BankAccount,
+    BankEntry,
+    BankStatement,
+    DiscrepancyKind,
+    MatchRule,
+    MatchStatus,
+    Reconciliation,
+    ReconciliationSettings,
+    ReconciliationStatus,
+    StatementFormat,
+)
+
+log = structlog.get_logger(__name__)
+
+# Completed payments older than this are not looked at again for a missing bank credit: the
+# daily run stays incremental instead of re-reading every payment ever made.
+MISSING_BANK_ENTRY_LOOKBACK_DAYS = 90
+# An import this large changes the entry table's shape: refresh its statistics at once (about
+# 0.1 s) rather than wait for autovacuum, or the matching run right after plans for an empty table.
+ANALYZE_AFTER_ROWS = 10_000
+
+
+# --- Settings -----------------------------------------------------------------------------------
+def settings_for(tenant_id: int) -> ReconciliationSettings:
+    found = ReconciliationSettings.objects.filter(tenant_id=tenant_id).first()
+    return found or ReconciliationSettings(tenant_id=tenant_id)
+
+
+def settings_update(
+    *, tenant: Tenant, actor: Actor, rules: list[str] | None = None, amount_tolerance: Decimal | None = None
+) -> ReconciliationSettings:
+    """A tenant's rules (known names, no repeats) and tolerance (not negative, fits its currency)."""
+    if rules is not None:
+        unknown = [r for r in rules if r not in DEFAULT_RULES]
+        if unknown or len(set(rules)) != len(rules):
+            raise ValidationFailed(f"Rules must be distinct names among {DEFAULT_RULES}.", field="rules")
+    if amount_tolerance is not None and (
+        amount_tolerance < ZERO or not fits_currency(amount_tolerance, tenant.default_currency)
+    ):
+        raise ValidationFailed("The tolerance must be a non-negative amount.", field="amountTolerance")
+    with audited(actor=actor, reason="reconciliation settings changed"):
+        found, _ = ReconciliationSettings.objects.select_for_update().get_or_create(tenant=tenant)
+        if rules is not None:
+            found.rules = rules
+        if amount_tolerance is not None:
+            found.amount_tolerance = amount_tolerance
+        found.save()
+    return found
+
+
+# --- Bank accounts ------------------------------------------------------------------------------
+def bank_account_create(
+    *, tenant: Tenant, actor: Actor, name: str, iban: str, currency: str, bic: str = ""
+) -> BankAccount:
+    """A tenant's bank account; its IBAN is unique within the tenant."""
+    iban = iban.replace(" ", "").upper()
+    if BankAccount.objects.filter(tenant=tenant, iban=iban).exists():
+        raise Conflict("A bank account with this IBAN exists.", field="iban")
+    with audited(actor=actor, reason="bank account created"):
+        return BankAccount.objects.create(tenant=tenant, name=name, iban=iban, currency=currency, bic=bic)
+
+
+# --- Statement import ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    statement: BankStatement
+    entry_count: int
+    new_entry_count: int
+    # Entries known as pending that this statement shows cleared.
+    cleared_count: int
+
+
+_COPY_COLUMNS = (
+    "seq",
+    "booking_date",
+    "value_date",
+    "amount",
+    "currency",
+    "bank_transaction_id",
+    "counterparty_name",
+    "counterparty_iban",
+    "reference",
+    "remittance_text",
+    "status",
+)
+
+_STAGE_SQL = """
+CREATE TEMP TABLE recon_import (
+    seq integer, booking_date date, value_date date, amount numeric, currency varchar(3),
+    bank_transaction_id text, counterparty_name text, counterparty_iban text, reference text,
+    remittance_text text, status text
+) ON COMMIT DROP
+"""
+
+# An entry without a bank transaction id is known by its facts plus its occurrence among
+# identical ones (two equal transfers on one day are two entries), so overlapping statements
+# that both carry it agree on its key.
+_INSERT_SQL = """
+WITH keyed AS (
+    SELECT r.*, CASE WHEN r.bank_transaction_id <> '' THEN 'id:' || r.bank_transaction_id
+        ELSE 'fp:' || md5(concat_ws('|', r.booking_date, r.value_date, r.amount, r.currency,
+                                    r.counterparty_iban, r.reference, r.remittance_text))
+             || ':' || row_number() OVER (
+                 PARTITION BY r.booking_date, r.value_date, r.amount, r.currency, r.counterparty_iban,
+                              r.reference, r.remittance_text, (r.bank_transaction_id <> '')
+                 ORDER BY r.seq)
+        END AS dedup_key
+    FROM recon_import r
+), unique_keys AS (
+    SELECT DISTINCT ON (dedup_key) * FROM keyed ORDER BY dedup_key, (status = 'cleared') DESC, seq
+)
+INSERT INTO reconciliation_bankentry (
+    tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency,
+    bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
+    match_status, auto_match, dedup_key, created_at)
+SELECT %(tenant)s, %(account)s, %(statement)s, booking_date, value_date, amount, currency,
+       bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
+       'unmatched', true, dedup_key, %(now)s
+FROM unique_keys ORDER BY seq
+ON CONFLICT (tenant_id, bank_account_id, dedup_key) DO UPDATE
+    SET status = 'cleared', booking_date = EXCLUDED.booking_date, value_date = EXCLUDED.value_date
+    WHERE reconciliation_bankentry.status = 'pending' AND EXCLUDED.status = 'cleared'
+RETURNING id, (xmax = 0) AS inserted
+"""
+# Counted in the database: an import of 100,000 lines returns one row, not 100,000.
+_INSERT_COUNTED_SQL = (
+    "WITH written AS (" + _INSERT_SQL + ") SELECT count(*) FILTER (WHERE inserted),"  # noqa: S608 - constant SQL, no input
+    " coalesce(array_agg(id) FILTER (WHERE NOT inserted), '{}') FROM written"
+)
+
+
+def _sniff(stream: IO[bytes]) -> bytes:
+    head = stream.read(512)
+    stream.seek(0)
+    return head
+
+
+def _sha256(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def statement_import(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    bank_account: BankAccount,
+    stream: IO[bytes],
+    file_name: str = "",
+    format: str | None = None,
+    run_matching: bool = True,
+) -> ImportResult:
+    """Import a statement file all or nothing; an entry already known (re-import, overlapping
+    statement, a concurrent import of the same file) is never created twice. Matching runs after
+    commit."""
+    if bank_account.tenant_id != tenant.pk:
+        raise ValidationFailed("The bank account belongs to another tenant.", field="bankAccount")
+    fmt = format or parsers.detect_format(_sniff(stream))
+    if fmt not in StatementFormat.values:
+        raise ValidationFailed(f"Unknown statement format {fmt!r}.", field="format")
+    header = parsers.StatementHeader()
+    if fmt == StatementFormat.CAMT053:
+        entries = parsers.parse_camt053(stream, header)
+    elif fmt == StatementFormat.MT940:
+        entries = parsers.parse_mt940(stream, header)
+    else:
+        profile = getattr(bank_account, "csv_profile", None)
+        if profile is None:
+            raise ValidationFailed("This bank account has no CSV column profile.", field="file")
+        entries = parsers.parse_csv(stream, header, profile=profile, currency=bank_account.currency)
+    sha = _sha256(stream)
+    with audited(actor=actor, reason=f"statement imported ({fmt})"):
+        statement = BankStatement.objects.create(
+            tenant=tenant, bank_account=bank_account, format=fmt, file_name=file_name[:255], file_sha256=sha
+        )
+        count = 0
+        with connection.cursor() as cursor:
+            # ON COMMIT DROP is not enough when the import runs inside a caller's transaction.
+            cursor.execute("DROP TABLE IF EXISTS recon_import")
+            cursor.execute(_STAGE_SQL)
+            with cursor.copy(f"COPY recon_import ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+                for count, entry in enumerate(entries, start=1):  # noqa: B007 - count is used after
+                    if entry.currency != bank_account.currency:
+                        raise parsers.StatementInvalid(
+                            f"entry #{count}: currency {entry.currency} differs from the account's "
+                            f"{bank_account.currency}."
+                        )
+                    copy.write_row(
+                        (
+                            count,
+                            entry.booking_date,
+                            entry.value_date,
+                            entry.amount,
+                            entry.currency,
+                            entry.bank_transaction_id,
+                            entry.counterparty_name,
+                            entry.counterparty_iban,
+                            entry.reference,
+                            entry.remittance_text,
+                            "pending" if entry.pending else "cleared",
+                        )
+                    )
+            stated = header.iban.replace(" ", "").upper()
+            # MT940's :25: may be "BLZ/account" rather than an IBAN: only an IBAN is compared.
+            if stated[:2].isalpha() and stated != bank_account.iban:
+                raise parsers.StatementInvalid(
+                    f"The statement is for account {header.iban}, not {bank_account.iban}."
+                )
+            cursor.execute(
+                _INSERT_COUNTED_SQL,
+                {
+                    "tenant": tenant.pk,
+                    "account": bank_account.pk,
+                    "statement": statement.pk,
+                    "now": timezone.now(),
+                },
+            )
+            new_count, cleared_ids = cursor.fetchone()
+            cursor.execute("DROP TABLE recon_import")
+            if new_count >= ANALYZE_AFTER_ROWS:
+                cursor.execute("ANALYZE reconciliation_bankentry")
+        if cleared_ids:
+            _reopen_cleared(cleared_ids)
+        statement.statement_ref = header.statement_ref[:100]
+        statement.entry_count = count
+        statement.new_entry_count = new_count
+        statement.save(update_fields=["statement_ref", "entry_count", "new_entry_count"])
+        if run_matching:
+            _enqueue_matching(tenant.pk)
+    log.info(
+        "statement.imported",
+        tenant=tenant.pk,
+        statement=statement.pk,
+        format=fmt,
+        entries=count,
+        new=new_count,
+        cleared=len(cleared_ids),
+    )
+    return ImportResult(
+        statement=statement, entry_count=count, new_entry_count=new_count, cleared_count=len(cleared_ids)
+    )
+
+
+def _reopen_cleared(entry_ids: list[int]) -> None:
+    """A pending entry that cleared: its timing-difference discrepancy is superseded and the entry
+    goes back to matching."""
+    now = timezone.now()
+    Reconciliation.objects.filter(
+        bank_entry_id__in=entry_ids,
+        status=ReconciliationStatus.DISCREPANCY,
+        discrepancy_kind=DiscrepancyKind.TIMING_DIFFERENCE,
+    ).update(status=ReconciliationStatus.REVERSED, resolved_at=now, resolution_reason="bank entry cleared")
+    BankEntry.objects.filter(pk__in=entry_ids, match_status=MatchStatus.DISCREPANCY).exclude(
+        reconciliations__status__in=ACTIVE_STATUSES
+    ).update(match_status=MatchStatus.UNMATCHED)
+
+
+def _enqueue_matching(tenant_id: int) -> None:
+    from reconciliation.tasks import run_matching
+
+    transaction.on_commit(lambda: run_matching.delay(tenant_id))
+
+
+# --- The matching engine ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MatchingResult:
+    reconciled: int
+    discrepancies: int
+    invoices_settled: int
+
+
+def _lock_key(tenant_id: int) -> int:
+    return zlib.crc32(f"reconciliation:{tenant_id}".encode())
+
+
+# Unmatched credits of the tenant, each with the payment its reference names (rail transaction
+# id first, then the payment's own reference). Failed payments are never candidates.
+_CANDIDATES_SQL = """
+CREATE TEMP TABLE rc_e ON COMMIT DROP AS
+SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status,
+       e.reference || ' ' || e.remittance_text || ' ' || coalesce(p.reference, '') AS texts,
+       p.id AS payment_id, p.amount AS payment_amount, p.invoice_id AS payment_invoice_id,
+       p.customer_id AS payment_customer_id,
+       (p.id IS NOT NULL AND EXISTS (
+           SELECT 1 FROM reconciliation_reconciliation r
+           WHERE r.payment_id = p.id AND r.status IN ('reconciled', 'discrepancy')
+             AND r.discrepancy_kind <> 'missing_bank_entry')) AS payment_taken,
+       row_number() OVER (PARTITION BY p.id ORDER BY e.id) AS payment_rank
+FROM reconciliation_bankentry e
+LEFT JOIN billing_payment p1
+    ON %(use_payment)s AND p1.tenant_id = e.tenant_id AND p1.rail_transaction_id = e.reference
+   AND p1.rail_transaction_id <> '' AND p1.status <> 'failed' AND p1.currency = e.currency
+LEFT JOIN LATERAL (
+    SELECT x.id FROM billing_payment x
+    WHERE %(use_payment)s AND p1.id IS NULL AND e.reference <> '' AND x.tenant_id = e.tenant_id
+      AND x.reference = e.reference AND x.status <> 'failed' AND x.currency = e.currency
+    ORDER BY x.id LIMIT 1
+) p2 ON true
+LEFT JOIN billing_payment p ON p.id = coalesce(p1.id, p2.id)
+WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.amount > 0
+"""
+
+# The invoices each entry pays: its payment's invoice, else invoice numbers in the references
+# and remittance text, else (a payment without invoice) the customer's open invoices whose
+# balances add up to the amount.
+_INVOICES_SQL = """
+CREATE TEMP TABLE rc_i (entry_id bigint, invoice_id bigint, rule text) ON COMMIT DROP;
+INSERT INTO rc_i
+SELECT e.entry_id, e.payment_invoice_id, 'payment_reference' FROM rc_e e
+WHERE e.payment_invoice_id IS NOT NULL;
+INSERT INTO rc_i
+SELECT DISTINCT e.entry_id, i.id, 'invoice_number'
+FROM rc_e e
+CROSS JOIN LATERAL regexp_split_to_table(e.texts, '[^A-Za-z0-9/_-]+') AS token
+JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.number = token
+WHERE %(use_number)s AND e.payment_invoice_id IS NULL AND token <> '';
+"""
+
+_CUSTOMER_SUM_SQL = """
+WITH lonely AS MATERIALIZED (
+    SELECT e.entry_id, e.payment_customer_id, e.currency, e.amount FROM rc_e e
+    WHERE e.payment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id)
+), open_invoices AS MATERIALIZED (
+    SELECT l.entry_id, i.id AS invoice_id, sum(i.balance) OVER (PARTITION BY l.entry_id) AS total, l.amount
+    FROM lonely l
+    JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.customer_id = l.payment_customer_id
+         AND i.status = ANY(%(open)s) AND i.currency = l.currency
+)
+INSERT INTO rc_i
+SELECT entry_id, invoice_id, 'customer_open_sum' FROM open_invoices
+WHERE abs(total - amount) <= %(tolerance)s
+"""
+
+# One outcome per entry that found a payment or an invoice.
+_CLASSIFY_SQL = """
+CREATE TEMP TABLE rc_o ON COMMIT DROP AS
+WITH inv AS (
+    SELECT x.entry_id, count(*) AS n, min(x.rule) AS rule,
+           sum(i.balance) AS balance, bool_and(i.status = ANY(%(open)s)) AS all_open,
+           bool_and(i.currency = e.currency) AS same_currency
+    FROM rc_i x JOIN invoicing_invoice i ON i.id = x.invoice_id JOIN rc_e e ON e.entry_id = x.entry_id
+    GROUP BY x.entry_id
+)
+SELECT e.entry_id, e.payment_id, e.amount,
+       CASE
+         WHEN e.payment_id IS NOT NULL AND (e.payment_taken OR e.payment_rank > 1) THEN 'duplicate'
+         WHEN e.entry_status = 'pending' THEN 'timing_difference'
+         WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > %(tolerance)s
+              THEN 'amount_mismatch'
+         WHEN inv.entry_id IS NULL THEN NULL
+         WHEN NOT inv.all_open THEN 'duplicate'
+         WHEN NOT inv.same_currency THEN 'amount_mismatch'
+         WHEN e.payment_id IS NULL THEN 'missing_payment'
+         WHEN inv.n > 1 AND NOT %(use_multi)s THEN 'amount_mismatch'
+         WHEN inv.n > 1 AND abs(inv.balance - e.amount) > %(tolerance)s THEN 'amount_mismatch'
+         ELSE ''
+       END AS kind,
+       CASE WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > %(tolerance)s
+            THEN e.payment_amount - e.amount
+            WHEN inv.n > 1 THEN inv.balance - e.amount ELSE 0 END AS difference,
+       CASE WHEN inv.n > 1 AND inv.rule <> 'customer_open_sum' THEN 'multi_invoice'
+            ELSE coalesce(inv.rule, 'payment_reference') END AS rule
+FROM rc_e e LEFT JOIN inv ON inv.entry_id = e.entry_id
+WHERE e.payment_id IS NOT NULL OR inv.entry_id IS NOT NULL
+"""
+
+# Reconciled outcomes become allocations: a single invoice takes the whole amount; several
+# invoices take their balances, the last one whatever remains (the tolerance at most).
+_ALLOCATE_SQL = """
+CREATE TEMP TABLE rc_a ON COMMIT DROP AS
+SELECT o.entry_id, o.payment_id, x.invoice_id, o.rule, i.currency,
+       CASE WHEN count(*) OVER w = 1 THEN o.amount
+            WHEN row_number() OVER w < count(*) OVER w THEN i.balance
+            ELSE o.amount - (sum(i.balance) OVER w - i.balance) END AS amount
+FROM rc_o o JOIN rc_i x ON x.entry_id = o.entry_id JOIN invoicing_invoice i ON i.id = x.invoice_id
+WHERE o.kind = ''
+WINDOW w AS (PARTITION BY o.entry_id ORDER BY x.invoice_id
+             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+"""
+
+_INSERT_RECONCILED_SQL = """
+INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+    discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+SELECT %(tenant)s, a.invoice_id, a.payment_id, a.entry_id, 'reconciled', '', a.rule, GREATEST(a.amount, 0),
+       a.currency, 0, '', %(now)s, ''
+FROM rc_a a
+"""
+
+_INSERT_DISCREPANCIES_SQL = """
+INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+    discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+SELECT %(tenant)s, (SELECT min(x.invoice_id) FROM rc_i x WHERE x.entry_id = o.entry_id), o.payment_id,
+       o.entry_id, 'discrepancy', o.kind, o.rule, 0, e.currency, o.difference, '', %(now)s, ''
+FROM rc_o o JOIN reconciliation_bankentry e ON e.id = o.entry_id
+WHERE o.kind <> ''
+"""
+
+_MARK_ENTRIES_SQL = """
+UPDATE reconciliation_bankentry e
+SET match_status = CASE WHEN o.kind = '' THEN 'reconciled' ELSE 'discrepancy' END
+FROM rc_o o WHERE o.entry_id = e.id AND e.match_status = 'unmatched'
+"""
+
+# A missing-bank-entry discrepancy ends when the payment's bank credit is reconciled.
+_RESOLVE_MISSING_SQL = """
+UPDATE reconciliation_reconciliation r
+SET status = 'resolved', resolved_at = %(now)s, resolution_reason = 'bank entry arrived'
+FROM rc_o o
+WHERE o.kind = '' AND r.payment_id = o.payment_id AND r.status = 'discrepancy'
+  AND r.discrepancy_kind = 'missing_bank_entry'
+"""
+
+_MISSING_BANK_ENTRY_SQL = """
+INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+    discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+SELECT p.tenant_id, p.invoice_id, p.id, NULL, 'discrepancy', 'missing_bank_entry', 'payment_reference',
+       0, p.currency, p.amount, 'completed by the rail, no bank credit yet', %(now)s, ''
+FROM billing_payment p
+WHERE p.tenant_id = %(tenant)s AND p.status = 'completed'
+  AND p.completed_at < %(due)s AND p.completed_at >= %(since)s
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciliation r WHERE r.payment_id = p.id)
+"""
+
+
+_DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a"
+
+
+def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
+    """Match the tenant's unmatched bank entries against payments and invoices, set-based.
+
+    Incremental (only unmatched entries are read) and idempotent (a second run finds nothing
+    new); runs for one tenant are serialised by an advisory lock.
+    """
+    config = settings_for(tenant_id)
+    rules = set(config.rules)
+    tolerance = config.amount_tolerance
+    now = timezone.now()
+    params = {
+        "tenant": tenant_id,
+        "tolerance": tolerance,
+        "open": list(OPEN_STATUSES),
+        "now": now,
+        "use_payment": MatchRule.PAYMENT_REFERENCE in rules,
+        "use_number": MatchRule.INVOICE_NUMBER in rules,
+        "use_multi": MatchRule.MULTI_INVOICE in rules,
+    }
+    with audited(actor=actor, reason="reconciliation run"), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(tenant_id)])
+        # ON COMMIT DROP is not enough when the run is nested in a caller's transaction.
+        cursor.execute(_DROP_SQL)
+        cursor.execute(_CANDIDATES_SQL, params)
+        cursor.execute(_INVOICES_SQL, params)
+        if MatchRule.CUSTOMER_OPEN_SUM in rules:
+            cursor.execute(_CUSTOMER_SUM_SQL, params)
+        # Temporary tables have no statistics until analysed: without them the planner guesses a
+        # handful of rows and picks nested loops that are quadratic at 100,000 entries.
+        cursor.execute("ANALYZE rc_e; ANALYZE rc_i")
+        # Lock the invoices before reading their balances, so a cancel or a manual match running
+        # now cannot change them between classification and settlement.
+        cursor.execute(
+            "SELECT 1 FROM invoicing_invoice WHERE id IN (SELECT invoice_id FROM rc_i) ORDER BY id FOR UPDATE"
+        )
+        cursor.execute(_CLASSIFY_SQL, params)
+        cursor.execute("ANALYZE rc_o")
+        cursor.execute(_ALLOCATE_SQL, params)
+        cursor.execute("ANALYZE rc_a")
+        cursor.execute(_INSERT_RECONCILED_SQL, params)
+        reconciled = cursor.rowcount
+        cursor.execute(_INSERT_DISCREPANCIES_SQL, params)
+        discrepancies = cursor.rowcount
+        settled = invoicing_services.invoices_apply_settlements(
+            tenant_id=tenant_id,
+            actor=actor,
+            allocations_table="rc_a",
+            tolerance=tolerance,
+            reason="reconciled with payment and bank entry",
+        )
+        overpaid = settled.overpaid
+        if overpaid:
+            cursor.execute(
+                """
+                INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id,
+                    status, discrepancy_kind, rule, amount, currency, difference, note, created_at,
+                    resolution_reason)
+                SELECT %(tenant)s, t.invoice_id, a.payment_id, a.entry_id, 'discrepancy', 'overpayment',
+                       a.rule, 0, a.currency, t.excess, 'received more than the balance', %(now)s, ''
+                FROM unnest(%(ids)s::bigint[], %(excess)s::numeric[]) AS t(invoice_id, excess)
+                JOIN LATERAL (SELECT * FROM rc_a WHERE rc_a.invoice_id = t.invoice_id
+                              ORDER BY entry_id DESC LIMIT 1) a ON true
+                """,
+                {**params, "ids": [i for i, _ in overpaid], "excess": [e for _, e in overpaid]},
+            )
+            discrepancies += cursor.rowcount
+        cursor.execute(_MARK_ENTRIES_SQL, params)
+        cursor.execute(_RESOLVE_MISSING_SQL, params)
+        cursor.execute(
+            _MISSING_BANK_ENTRY_SQL,
+            {
+                **params,
+                "due": now - timedelta(days=config.bank_entry_grace_days),
+                "since": now - timedelta(days=MISSING_BANK_ENTRY_LOOKBACK_DAYS),
+            },
+        )
+        discrepancies += cursor.rowcount
+        cursor.execute(_DROP_SQL)
+    log.info(
+        "reconciliation.run",
+        tenant=tenant_id,
+        reconciled=reconciled,
+        discrepancies=discrepancies,
+        invoices=settled.invoices_settled,
+    )
+    return MatchingResult(
+        reconciled=reconciled, discrepancies=discrepancies, invoices_settled=settled.invoices_settled
+    )
+
+
+def tenants_with_matching_work() -> list[int]:
+    """Tenants that have unmatched bank entries or completed payments (the daily run's fan-out)."""
+    with_entries = BankEntry.objects.filter(match_status=MatchStatus.UNMATCHED).values_list(
+        "tenant_id", flat=True
+    )
+    with_payments = Payment.objects.filter(status=PaymentStatus.COMPLETED).values_list("tenant_id", flat=True)
+    return sorted(set(with_entries.distinct()) | set(with_payments.distinct()))
+
+
+# --- Manual resolution --------------------------------------------------------------------------
+def reconciliation_match_manual(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    bank_entry: BankEntry,
+    invoices: list[tuple[Invoice, Decimal]],
+    payment: Payment | None = None,
+    reason: str,
+) -> list[Reconciliation]:
+    """An operator links a bank entry (and optionally a payment) to invoices with the amounts
+    each takes. The amounts add up to the entry at most; open discrepancies of the entry are
+    resolved; each invoice is settled through invoicing."""
+    if not reason.strip():
+        raise ValidationFailed("Say why you match by hand.", field="reason")
+    if not invoices:
+        raise ValidationFailed("Name at least one invoice.", field="invoices")
+    if payment is not None and (payment.tenant_id != tenant.pk or payment.status == PaymentStatus.FAILED):
+        raise ValidationFailed("A failed payment cannot settle an invoice.", field="payment")
+    created = []
+    with audited(actor=actor, reason=f"matched by hand: {reason}"):
+        cursor_lock(tenant.pk)
+        entry = BankEntry.objects.select_for_update().get(pk=bank_entry.pk, tenant=tenant)
+        if entry.match_status == MatchStatus.RECONCILED:
+            raise Conflict(
+                "This bank entry is already reconciled.", extra={"matchStatus": entry.match_status}
+            )
+        total = sum((amount for _, amount in invoices), ZERO)
+        if total > entry.amount or any(amount <= ZERO for _, amount in invoices):
+            raise ValidationFailed(
+                "The amounts must be positive and add up to the entry at most.", field="invoices"
+            )
+        now = timezone.now()
+        entry.reconciliations.filter(status=ReconciliationStatus.DISCREPANCY).update(
+            status=ReconciliationStatus.RESOLVED, resolved_at=now, resolution_reason=reason[:500]
+        )
+        for invoice, amount in invoices:
+            if invoice.tenant_id != tenant.pk or invoice.currency != entry.currency:
+                raise ValidationFailed("An invoice is of another tenant or currency.", field="invoices")
+            result = invoicing_services.invoice_apply_settlement(
+                invoice=invoice, actor=actor, amount=amount, reason=f"matched by hand: {reason}"
+            )
+            created.append(
+                Reconciliation.objects.create(
+                    tenant=tenant,
+                    invoice=invoice,
+                    payment=payment,
+                    bank_entry=entry,
+                    status=ReconciliationStatus.RECONCILED,
+                    rule=MatchRule.MANUAL,
+                    amount=result.applied,
+                    currency=entry.currency,
+                    difference=result.excess,
+                    note=reason[:500],
+                )
+            )
+        entry.match_status = MatchStatus.RECONCILED
+        entry.save(update_fields=["match_status"])
+    return created
+
+
+def cursor_lock(tenant_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(tenant_id)])
+
+
+def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reason: str) -> Reconciliation:
+    """Undo a match or dismiss a discrepancy: the bank entry goes back to the unmatched queue and
+    money applied to the invoice is taken back where the invoice's transition table allows."""
+    if not reason.strip():
+        raise ValidationFailed("Say why you unmatch.", field="reason")
+    with audited(actor=actor, reason=f"unmatched: {reason}"):
+        cursor_lock(reconciliation.tenant_id)
+        locked = Reconciliation.objects.select_for_update().get(pk=reconciliation.pk)
+        if locked.status not in ACTIVE_STATUSES:
+            raise Conflict("This reconciliation is not active.", extra={"currentStatus": locked.status})
+        if locked.status == ReconciliationStatus.RECONCILED and locked.invoice_id and locked.amount > ZERO:
+            invoicing_services.invoice_reverse_settlement(
+                invoice=locked.invoice, actor=actor, amount=locked.amount, reason=f"unmatched: {reason}"
+            )
+        locked.status = ReconciliationStatus.REVERSED
+        locked.resolved_at = timezone.now()
+        locked.resolution_reason = reason[:500]
+        locked.save(update_fields=["status", "resolved_at", "resolution_reason"])
+        if (
+            locked.bank_entry_id
+            and not Reconciliation.objects.filter(
+                bank_entry_id=locked.bank_entry_id, status__in=ACTIVE_STATUSES
+            ).exists()
+        ):
+            BankEntry.objects.filter(pk=locked.bank_entry_id).update(
+                match_status=MatchStatus.UNMATCHED, auto_match=False
+            )
+    return locked

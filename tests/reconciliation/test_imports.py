@@ -1,0 +1,178 @@
+"""Statement imports: the three formats, re-import and overlap idempotency, malformed files
+rejected whole, and concurrent imports of one statement creating each entry once."""
+
+import io
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from audit.actors import Actor
+from reconciliation import services
+from reconciliation.models import BankEntry, BankStatement
+from reconciliation.parsers import StatementInvalid
+from tests.factories import BankAccountFactory, CsvProfileFactory, TenantFactory
+from tests.reconciliation.camt import camt053
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def _import(account, data: bytes, actor, fmt=None):
+    return services.statement_import(
+        tenant=account.tenant,
+        actor=actor,
+        bank_account=account,
+        stream=io.BytesIO(data),
+        format=fmt,
+        run_matching=False,
+    )
+
+
+@pytest.fixture
+def account(db):
+    return BankAccountFactory(tenant=TenantFactory())
+
+
+def test_camt053_sample_imports_credits_and_debits_but_not_info(account, actor):
+    result = _import(account, (SAMPLES / "camt053_sample.xml").read_bytes(), actor)
+
+    entries = {e.bank_transaction_id: e for e in BankEntry.objects.all()}
+    assert (result.entry_count, result.new_entry_count) == (3, 3)
+    assert result.statement.statement_ref == "20260302-DE89370400440532013000"
+    first = entries["COBA2026030200001"]
+    assert (first.amount, first.reference, first.counterparty_iban) == (
+        Decimal("129.00"),
+        "pi_3OqA1B2C3D4E5F",
+        "DE02120300000000202051",
+    )
+    assert "INV-2026-000001" in first.remittance_text
+    assert entries["COBA2026030200003"].amount == Decimal("-85.00")
+
+
+def test_mt940_sample_imports_through_the_library(account, actor):
+    result = _import(account, (SAMPLES / "mt940_sample.sta").read_bytes(), actor)
+
+    assert (result.statement.format, result.entry_count) == ("mt940", 3)
+    first = BankEntry.objects.get(bank_transaction_id="COBA20260302001")
+    assert (first.amount, first.reference, first.counterparty_name) == (
+        Decimal("129.00"),
+        "pi_3OqA1B2C3D4E5F",
+        "Lufthansa Technik AG",
+    )
+    assert "INV-2026-000001" in first.remittance_text
+
+
+def test_csv_sample_imports_through_the_accounts_profile(account, actor):
+    CsvProfileFactory(bank_account=account)
+
+    result = _import(account, (SAMPLES / "csv_sample.csv").read_bytes(), actor)
+
+    assert (result.statement.format, result.entry_count) == ("csv", 3)
+    pending = BankEntry.objects.get(counterparty_name="Eurowings GmbH")
+    assert (pending.amount, pending.status) == (Decimal("1250.50"), "pending")
+    assert pending.dedup_key.startswith("fp:")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("camt053_sample.xml", None), ("mt940_sample.sta", None), ("csv_sample.csv", "csv")]
+)
+def test_reimporting_a_statement_creates_no_duplicate(account, actor, name, fmt):
+    CsvProfileFactory(bank_account=account)
+    data = (SAMPLES / name).read_bytes()
+    _import(account, data, actor, fmt)
+
+    again = _import(account, data, actor, fmt)
+
+    assert again.new_entry_count == 0
+    assert BankEntry.objects.count() == again.entry_count
+    assert BankStatement.objects.count() == 2
+
+
+def test_overlapping_statement_adds_only_the_new_entries(account, actor):
+    _import(account, camt053([{"amount": "1.00", "txid": "A"}, {"amount": "2.00", "txid": "B"}]), actor)
+
+    result = _import(
+        account, camt053([{"amount": "2.00", "txid": "B"}, {"amount": "3.00", "txid": "C"}]), actor
+    )
+
+    assert result.new_entry_count == 1
+    assert sorted(BankEntry.objects.values_list("bank_transaction_id", flat=True)) == ["A", "B", "C"]
+
+
+def test_entries_without_bank_id_are_recognised_by_fingerprint_and_occurrence(account, actor):
+    same = {"amount": "10.00", "text": "rent", "date": "2026-03-02"}
+    _import(account, camt053([same, same]), actor)
+
+    again = _import(account, camt053([same, same, same]), actor)
+
+    assert again.new_entry_count == 1
+    assert BankEntry.objects.count() == 3
+
+
+MALFORMED = [
+    (
+        "camt053",
+        b"<?xml version='1.0'?><Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><Stmt>",
+        "line 1",
+    ),
+    ("camt053", camt053([{"amount": "1.00", "txid": "A"}, {"amount": "abc", "txid": "B"}]), "<Ntry> #2"),
+    ("camt053", camt053([{"amount": "1.00", "txid": "A", "indicator": "XXXX"}]), "CdtDbtInd"),
+    ("camt053", camt053([{"amount": "1.00", "txid": "A", "date": "2026-13-45"}]), "BookgDt"),
+    ("camt053", camt053([{"amount": "1.001", "txid": "A"}]), "decimals"),
+    (
+        "camt053",
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"/>',
+        "DOCTYPE",
+    ),
+    ("mt940", (SAMPLES / "mt940_sample.sta").read_bytes().replace(b"CR250,00", b"CRX50,00"), "line 7"),
+    ("mt940", (SAMPLES / "mt940_sample.sta").read_bytes().replace(b":62F:", b":99X:"), ":62"),
+    (
+        "csv",
+        (SAMPLES / "csv_sample.csv")
+        .read_bytes()
+        .replace(b"02.03.2026;02.03.2026;250", b"32.03.2026;02.03.2026;250"),
+        "line 3",
+    ),
+    ("csv", (SAMPLES / "csv_sample.csv").read_bytes().replace(b"Betrag", b"Summe"), "Betrag"),
+    ("csv", (SAMPLES / "csv_sample.csv").read_bytes() + b"04.03.2026;04.03.2026\n", "line 5"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "data", "named"), MALFORMED)
+def test_malformed_statement_is_rejected_whole_naming_where(account, actor, fmt, data, named):
+    CsvProfileFactory(bank_account=account)
+
+    with pytest.raises(StatementInvalid) as caught:
+        _import(account, data, actor, fmt)
+
+    assert named in caught.value.detail
+    assert BankEntry.objects.count() == 0 and BankStatement.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_imports_of_one_statement_create_each_entry_once():
+    account = BankAccountFactory(tenant=TenantFactory())
+    data = camt053([{"amount": f"{n}.00", "txid": f"T{n}"} for n in range(1, 201)])
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker():
+        try:
+            barrier.wait()
+            _import(account, data, Actor.system("tests"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert BankEntry.objects.count() == 200
+    assert sum(BankStatement.objects.values_list("new_entry_count", flat=True)) == 200

@@ -1,0 +1,364 @@
+"""The matching engine: each rule, each discrepancy kind, tolerance, many-to-one, one-to-many,
+idempotency; an invoice is paid only when invoice, payment and bank entry agree."""
+
+from decimal import Decimal
+
+import pytest
+
+from audit.models import Event
+from reconciliation import services
+from reconciliation.models import BankEntry, Reconciliation
+
+
+def _statuses(books):
+    return sorted(
+        (r.status, r.discrepancy_kind, r.rule) for r in Reconciliation.objects.filter(tenant=books.tenant)
+    )
+
+
+def test_payment_matched_by_rail_id_and_bank_entry_marks_invoice_paid(books):
+    # given an invoice, its completed payment and the bank credit carrying the rail id
+    invoice = books.invoice("129.00")
+    payment = books.payment("129.00", invoice=invoice, rail="pi_1")
+    books.import_camt([{"amount": "129.00", "ref": "pi_1", "txid": "B1"}])
+
+    # when matching runs
+    result = books.run()
+
+    # then the invoice is paid, linked to the payment and the entry
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid, invoice.balance) == ("paid", Decimal("129.00"), 0)
+    assert invoice.paid_at is not None
+    recon = Reconciliation.objects.get(invoice=invoice)
+    assert (recon.status, recon.payment_id, recon.rule) == ("reconciled", payment.pk, "payment_reference")
+    assert BankEntry.objects.get().match_status == "reconciled"
+    assert result.reconciled == 1
+
+
+def test_completed_payment_alone_never_marks_invoice_paid(books):
+    invoice = books.invoice("129.00")
+    books.payment("129.00", invoice=invoice, rail="pi_1")
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("payment_due", 0)
+
+
+def test_invoice_number_in_payment_reference_links_invoice_and_payment(books):
+    invoice = books.invoice("50.00")
+    books.payment("50.00", rail="pi_2", reference=f"Invoice {invoice.number}")
+    books.import_camt([{"amount": "50.00", "ref": "pi_2", "txid": "B2"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert _statuses(books) == [("reconciled", "", "invoice_number")]
+
+
+def test_payment_matched_by_its_reference_when_no_rail_id(books):
+    invoice = books.invoice("75.00")
+    books.payment("75.00", invoice=invoice, reference="CUSTREF-77", status="pending")
+    books.import_camt([{"amount": "75.00", "ref": "CUSTREF-77", "txid": "B3"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+
+
+def test_bank_entry_naming_invoice_without_payment_is_missing_payment(books):
+    invoice = books.invoice("40.00")
+    books.import_camt([{"amount": "40.00", "text": f"pay {invoice.number}", "txid": "B4"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due"
+    assert _statuses(books) == [("discrepancy", "missing_payment", "invoice_number")]
+
+
+def test_failed_payment_leaves_invoice_unpaid(books):
+    invoice = books.invoice("40.00")
+    books.payment("40.00", invoice=invoice, rail="pi_f", status="failed")
+    books.import_camt([{"amount": "40.00", "ref": "pi_f", "text": invoice.number, "txid": "B5"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due" and invoice.amount_paid == 0
+    assert _statuses(books) == [("discrepancy", "missing_payment", "invoice_number")]
+
+
+def test_amount_differing_from_payment_is_amount_mismatch(books):
+    invoice = books.invoice("100.00")
+    books.payment("100.00", invoice=invoice, rail="pi_3")
+    books.import_camt([{"amount": "99.50", "ref": "pi_3", "txid": "B6"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due"
+    recon = Reconciliation.objects.get()
+    assert (recon.status, recon.discrepancy_kind, recon.difference) == (
+        "discrepancy",
+        "amount_mismatch",
+        Decimal("0.50"),
+    )
+
+
+def test_difference_within_tenant_tolerance_is_paid(books):
+    services.settings_update(tenant=books.tenant, actor=books.actor, amount_tolerance=Decimal("1.00"))
+    invoice = books.invoice("100.00")
+    books.payment("100.00", invoice=invoice, rail="pi_4")
+    books.import_camt([{"amount": "99.50", "ref": "pi_4", "txid": "B7"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert invoice.amount_paid == Decimal("99.50") and invoice.balance == Decimal("0.50")
+
+
+def test_less_than_balance_is_partially_paid_with_remaining_balance(books):
+    invoice = books.invoice("100.00")
+    books.payment("60.00", invoice=invoice, rail="pi_5")
+    books.import_camt([{"amount": "60.00", "ref": "pi_5", "txid": "B8"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance) == ("partially_paid", Decimal("40.00"))
+
+
+def test_more_than_balance_is_paid_plus_overpayment_discrepancy(books):
+    invoice = books.invoice("100.00")
+    books.payment("120.00", invoice=invoice, rail="pi_6")
+    books.import_camt([{"amount": "120.00", "ref": "pi_6", "txid": "B9"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid, invoice.balance) == ("paid", Decimal("100.00"), 0)
+    over = Reconciliation.objects.get(discrepancy_kind="overpayment")
+    assert (over.invoice_id, over.difference) == (invoice.pk, Decimal("20.00"))
+
+
+def test_several_payments_for_one_invoice(books):
+    invoice = books.invoice("100.00")
+    books.payment("30.00", invoice=invoice, rail="pi_a")
+    books.payment("70.00", invoice=invoice, rail="pi_b")
+    books.import_camt([{"amount": "30.00", "ref": "pi_a", "txid": "C1"}])
+    books.run()
+    invoice.refresh_from_db()
+    assert invoice.status == "partially_paid"
+
+    books.import_camt([{"amount": "70.00", "ref": "pi_b", "txid": "C2"}])
+    books.run()
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance) == ("paid", 0)
+    assert Reconciliation.objects.filter(invoice=invoice, status="reconciled").count() == 2
+
+
+def test_two_payments_in_one_run_add_up(books):
+    invoice = books.invoice("100.00")
+    books.payment("30.00", invoice=invoice, rail="pi_c")
+    books.payment("70.00", invoice=invoice, rail="pi_d")
+    books.import_camt(
+        [{"amount": "30.00", "ref": "pi_c", "txid": "C3"}, {"amount": "70.00", "ref": "pi_d", "txid": "C4"}]
+    )
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("paid", Decimal("100.00"))
+
+
+def test_one_bank_entry_paying_invoices_listed_in_remittance(books):
+    first, second = books.invoice("100.00"), books.invoice("150.00")
+    books.payment("250.00", rail="pi_m", reference=f"{first.number} {second.number}")
+    books.import_camt(
+        [{"amount": "250.00", "ref": "pi_m", "text": f"{first.number}, {second.number}", "txid": "D1"}]
+    )
+
+    books.run()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("paid", "paid")
+    assert sorted(r.amount for r in Reconciliation.objects.filter(rule="multi_invoice")) == [
+        Decimal("100.00"),
+        Decimal("150.00"),
+    ]
+
+
+def test_listed_invoices_not_adding_up_is_amount_mismatch(books):
+    first, second = books.invoice("100.00"), books.invoice("150.00")
+    books.payment("200.00", rail="pi_n")
+    books.import_camt(
+        [{"amount": "200.00", "ref": "pi_n", "text": f"{first.number} {second.number}", "txid": "D2"}]
+    )
+
+    books.run()
+
+    first.refresh_from_db()
+    assert first.status == "payment_due"
+    assert _statuses(books) == [("discrepancy", "amount_mismatch", "multi_invoice")]
+
+
+def test_payment_without_invoice_settles_exact_sum_of_customers_open_invoices(books):
+    first, second = books.invoice("10.00"), books.invoice("20.00")
+    books.payment("30.00", rail="pi_s")
+    books.import_camt([{"amount": "30.00", "ref": "pi_s", "txid": "D3"}])
+
+    books.run()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("paid", "paid")
+    assert {r.rule for r in Reconciliation.objects.all()} == {"customer_open_sum"}
+
+
+def test_second_bank_credit_for_the_same_payment_is_duplicate(books):
+    invoice = books.invoice("80.00")
+    books.payment("80.00", invoice=invoice, rail="pi_dup")
+    books.import_camt([{"amount": "80.00", "ref": "pi_dup", "txid": "E1"}])
+    books.run()
+
+    books.import_camt([{"amount": "80.00", "ref": "pi_dup", "txid": "E2"}])
+    books.run()
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("paid", Decimal("80.00"))
+    assert ("discrepancy", "duplicate", "payment_reference") in _statuses(books)
+
+
+def test_pending_bank_entry_is_timing_difference_until_it_clears(books):
+    invoice = books.invoice("90.00")
+    books.payment("90.00", invoice=invoice, rail="pi_t")
+    books.import_camt([{"amount": "90.00", "ref": "pi_t", "txid": "F1", "status": "PDNG"}])
+    books.run()
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due"
+    assert _statuses(books) == [("discrepancy", "timing_difference", "payment_reference")]
+
+    # the next statement shows the same transaction booked
+    result = books.import_camt([{"amount": "90.00", "ref": "pi_t", "txid": "F1"}])
+    books.run()
+
+    assert (result.new_entry_count, result.cleared_count) == (0, 1)
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert BankEntry.objects.get().status == "cleared"
+
+
+def test_completed_payment_without_bank_credit_after_grace_is_missing_bank_entry(books, time_machine):
+    invoice = books.invoice("55.00")
+    time_machine.move_to("2026-03-01T10:00:00Z")
+    books.payment("55.00", invoice=invoice, rail="pi_late")
+    time_machine.move_to("2026-03-10T10:00:00Z")
+
+    books.run()
+    books.run()
+
+    assert _statuses(books) == [("discrepancy", "missing_bank_entry", "payment_reference")]
+
+    # when the credit finally arrives, the discrepancy is resolved and the invoice paid
+    books.import_camt([{"amount": "55.00", "ref": "pi_late", "txid": "G1"}])
+    books.run()
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert sorted(_statuses(books)) == [
+        ("reconciled", "", "payment_reference"),
+        ("resolved", "missing_bank_entry", "payment_reference"),
+    ]
+
+
+def test_running_twice_changes_nothing(books):
+    invoice = books.invoice("129.00")
+    books.payment("129.00", invoice=invoice, rail="pi_1")
+    books.import_camt([{"amount": "129.00", "ref": "pi_1", "txid": "B1"}, {"amount": "5.00", "txid": "B2"}])
+    books.run()
+    events = Event.objects.count()
+
+    second = books.run()
+
+    assert (second.reconciled, second.discrepancies, second.invoices_settled) == (0, 0, 0)
+    assert Event.objects.count() == events
+
+
+def test_engine_writes_are_audited_as_the_run(books):
+    invoice = books.invoice("129.00")
+    books.payment("129.00", invoice=invoice, rail="pi_1")
+    books.import_camt([{"amount": "129.00", "ref": "pi_1", "txid": "B1"}])
+
+    books.run()
+
+    event = Event.objects.filter(object_type="invoicing.invoice", object_id=invoice.pk).latest("id")
+    assert event.new_values["status"] == "paid"
+    assert event.reason == "reconciled with payment and bank entry"
+    assert Event.objects.filter(object_type="reconciliation.reconciliation", action="created").count() == 1
+
+
+def test_disabled_rule_is_not_applied(books):
+    services.settings_update(tenant=books.tenant, actor=books.actor, rules=["payment_reference"])
+    invoice = books.invoice("50.00")
+    books.payment("50.00", rail="pi_2", reference=f"Invoice {invoice.number}")
+    books.import_camt([{"amount": "50.00", "ref": "pi_2", "txid": "B2"}])
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due"
+
+
+def test_manual_match_settles_and_resolves_discrepancy(books):
+    invoice = books.invoice("40.00")
+    books.import_camt([{"amount": "40.00", "text": invoice.number, "txid": "M1"}])
+    books.run()
+    entry = BankEntry.objects.get()
+
+    services.reconciliation_match_manual(
+        tenant=books.tenant,
+        actor=books.actor,
+        bank_entry=entry,
+        invoices=[(invoice, Decimal("40.00"))],
+        reason="customer paid by plain transfer",
+    )
+
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert sorted(_statuses(books)) == [
+        ("reconciled", "", "manual"),
+        ("resolved", "missing_payment", "invoice_number"),
+    ]
+
+
+def test_unmatch_discrepancy_returns_entry_to_queue_and_engine_leaves_it(books):
+    invoice = books.invoice("40.00")
+    books.import_camt([{"amount": "40.00", "text": invoice.number, "txid": "M2"}])
+    books.run()
+    discrepancy = Reconciliation.objects.get()
+
+    services.reconciliation_unmatch(reconciliation=discrepancy, actor=books.actor, reason="not ours")
+    books.run()
+
+    entry = BankEntry.objects.get()
+    assert (entry.match_status, entry.auto_match) == ("unmatched", False)
+    assert _statuses(books) == [("reversed", "missing_payment", "invoice_number")]
+
+
+def test_unmatching_a_paid_invoice_is_refused_by_the_transition_table(books):
+    from core.errors import IllegalTransition
+
+    invoice = books.invoice("129.00")
+    books.payment("129.00", invoice=invoice, rail="pi_1")
+    books.import_camt([{"amount": "129.00", "ref": "pi_1", "txid": "B1"}])
+    books.run()
+
+    with pytest.raises(IllegalTransition):
+        services.reconciliation_unmatch(
+            reconciliation=Reconciliation.objects.get(), actor=books.actor, reason="x"
+        )
