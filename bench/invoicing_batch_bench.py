@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
