@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("invoicing.urls")),
     path("", include("audit.urls")),
     path("", include("journeys.urls")),
+    path("", include("writeoffs.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -142,6 +142,12 @@ PERIODIC_TASKS: tuple[FixedSchedule, ...] = (
         minute="0",
         description="Open invoices past their due date become overdue (daily, 02:00 business time).",
     ),
+    FixedSchedule(
+        task="writeoffs.start_daily_runs",
+        hour=str(settings.WRITEOFF_RUN_HOUR),
+        minute="0",
+        description="Write off unbalanced invoices left by cancellations 1-5 days ago (daily, WRITEOFF_RUN_HOUR business time).",
+    ),
 )
 
 
