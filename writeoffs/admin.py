@@ -14,6 +14,8 @@ class WriteOffSettingsForm(forms.ModelForm):
     # secrets are write-only: the form never renders the stored value, a blank keeps it
     zuora_client_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
     webhook_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    zuora_base_url = forms.URLField(required=False, assume_scheme="https")
+    webhook_url = forms.URLField(required=False, assume_scheme="https")
 
     class Meta:
         model = WriteOffSettings
