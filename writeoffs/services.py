@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -222,9 +223,15 @@ def _fail(candidate_id: int, *, error: str, actor: Actor) -> None:
 
 
 def zuora_client(config: WriteOffSettings):
+    """One client per credentials and worker process: its per-thread sessions keep their connections."""
+    return _zuora_client(config.zuora_base_url, config.zuora_client_id, config.zuora_client_secret)
+
+
+@functools.lru_cache(maxsize=64)
+def _zuora_client(base_url: str, client_id: str, client_secret: str):
     from writeoffs.providers.zuora import ZuoraClient
 
-    return ZuoraClient(base_url=config.zuora_base_url, client_id=config.zuora_client_id, client_secret=config.zuora_client_secret)
+    return ZuoraClient(base_url=base_url, client_id=client_id, client_secret=client_secret)
 
 
 def _apply_remote(*, run: JourneyRun, candidate_ids: list[int], config: WriteOffSettings, actor: Actor) -> int:
