@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,7 @@ from django.utils import timezone  # noqa: E402
 from audit.actors import Actor  # noqa: E402
 from billing.models import Customer, Subscription, Tenant  # noqa: E402
 from core.setup_services import database_ensure  # noqa: E402
+from invoicing.models import Invoice  # noqa: E402
 from journeys import engine  # noqa: E402
 from journeys.models import ApprovalPolicy  # noqa: E402
 from writeoffs.models import WriteOffCandidate, WriteOffSettings  # noqa: E402
@@ -63,14 +65,18 @@ def seed(tenant: Tenant, n: int, prefix: str) -> None:
         tenant=tenant, customer=customer, plan_name="Bench", unit_price=1, currency="EUR", started_on=date(2025, 1, 1),
         status="cancelled", cancelled_at=datetime(2026, 3, 8, 9, tzinfo=ZoneInfo("UTC")), cancellation_source="MMA",
     )
+    Invoice.objects.bulk_create(
+        [
+            Invoice(
+                tenant=tenant, customer=customer, number=f"{prefix}-{i}", currency="EUR", status="overdue",
+                issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31), subtotal=Decimal("170"), tax_total=Decimal("32.30"),
+                total=Decimal("202.30"), amount_paid=Decimal("100"), balance=Decimal("102.30"),
+            )
+            for i in range(1, n + 1)
+        ],
+        batch_size=2000,
+    )
     with connection.cursor() as c:
-        c.execute(
-            """INSERT INTO invoicing_invoice (tenant_id, customer_id, number, currency, status, issue_date, due_date,
-                 subtotal, tax_total, total, amount_paid, amount_credited, balance, memo, created_at, updated_at)
-               SELECT %s, %s, %s || '-' || g, 'EUR', 'overdue', '2026-01-01', '2026-01-31',
-                 170, 32.30, 202.30, 100, 0, 102.30, '', now(), now() FROM generate_series(1, %s) g""",
-            [tenant.pk, customer.pk, prefix, n],
-        )
         for position, (amount, tax) in enumerate(ITEMS):
             c.execute(
                 """WITH items AS (
