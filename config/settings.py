@@ -193,6 +193,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "invoicing.send_invoice_email": {"queue": "io"},
     "consolidation.send_consolidated_invoices": {"queue": "io"},
+    "writeoffs.apply_chunk": {"queue": "io"},
+    "writeoffs.notify_failures": {"queue": "io"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -222,3 +224,17 @@ LOGGING = logging_config(json=LOG_JSON, level=LOG_LEVEL)
 
 # --- Ledgerflow --------------------------------------------------------------------------------
 LEDGERFLOW_ADMIN_URL = "admin/"
+
+# --- Daily write-off ---------------------------------------------------------------------------
+# Hour (business time zone) at which beat starts the day's write-off runs.
+WRITEOFF_RUN_HOUR = env.int("WRITEOFF_RUN_HOUR", default=5)
+# Candidates per chunk task on the local ledger: one set-based transaction each; 200 keeps a chunk
+# well under a second (short locks) while the ~1.5 ms task overhead stays under 1 % per invoice.
+WRITEOFF_CHUNK_SIZE = env.int("WRITEOFF_CHUNK_SIZE", default=200)
+# Candidates per chunk task against a remote provider: each invoice waits on ~5 HTTP calls, so
+# small chunks let one run use every thread of the io queue.
+WRITEOFF_REMOTE_CHUNK_SIZE = env.int("WRITEOFF_REMOTE_CHUNK_SIZE", default=4)
+# How often a run waiting for its chunks checks PostgreSQL for completeness.
+WRITEOFF_POLL_SECONDS = env.int("WRITEOFF_POLL_SECONDS", default=5)
+# A run whose candidates saw no progress this long has lost a worker or a message: re-enqueue.
+WRITEOFF_STALL_SECONDS = env.int("WRITEOFF_STALL_SECONDS", default=120)

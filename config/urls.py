@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("consolidation.urls")),
     path("", include("reconciliation.urls")),
     path("webhooks/payments/<slug:provider>", PaymentWebhookView.as_view(), name="payment-webhook"),
+    path("", include("writeoffs.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^(?P<path>.*)$", api_not_found, name="api-not-found"),

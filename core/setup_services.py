@@ -161,6 +161,12 @@ PERIODIC_TASKS: tuple[FixedSchedule, ...] = (
         minute="30",
         description="Match unmatched bank entries and flag missing bank credits (daily, 01:30, before overdue).",
     ),
+    FixedSchedule(
+        task="writeoffs.start_daily_runs",
+        hour=str(settings.WRITEOFF_RUN_HOUR),
+        minute="0",
+        description="Write off unbalanced invoices left by cancellations 1-5 days ago (daily, WRITEOFF_RUN_HOUR business time).",
+    ),
 )
 
 

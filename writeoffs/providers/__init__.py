@@ -1,0 +1,77 @@
+"""Where write-off adjustments are applied, and the one rule for choosing them.
+
+The rule (from the source job): take the lines (invoice items and tax items) whose available-to-credit
+amount is not zero, sort them by that amount — largest first for a positive balance, smallest first
+for a negative one — and adjust line by line with min(|available|, |remaining|) until the balance is
+zero. A plan that cannot reach zero is refused before anything is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from core.errors import ApplicationError
+from core.money import ZERO
+
+CREDIT = "Credit"
+CHARGE = "Charge"
+
+
+class WriteOffFailed(ApplicationError):
+    """This invoice cannot be written off (the others go on)."""
+
+    code = "write-off-failed"
+    title = "Write-off failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    # "item-12" / "tax-7" locally, the provider's own id remotely: part of the idempotency key
+    ref: str
+    kind: str  # "InvoiceDetail" (an invoice item) or "Tax"
+    available: Decimal
+    pk: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAdjustment:
+    line: Line
+    type: str  # CREDIT lowers the balance, CHARGE raises it
+    amount: Decimal  # always positive
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceResult:
+    status: str  # "succeeded" or "skipped" (balance already zero)
+    written_off: Decimal = ZERO  # signed: what was taken off the balance
+    adjustments: int = 0
+
+
+def plan_adjustments(balance: Decimal, lines: list[Line]) -> list[PlannedAdjustment]:
+    """The fewest adjustments that bring `balance` to exactly zero under the rule above."""
+    if balance == ZERO:
+        return []
+    positive = balance > ZERO
+    usable = [line for line in lines if line.available != ZERO]
+    # ties: invoice items before tax items, then by reference, so a retry plans the same keys
+    usable.sort(key=lambda line: (-abs(line.available) if positive else abs(line.available), line.kind != "InvoiceDetail", line.ref))
+    remaining = abs(balance)
+    planned = []
+    for line in usable:
+        if remaining == ZERO:
+            break
+        amount = min(abs(line.available), remaining)
+        planned.append(PlannedAdjustment(line=line, type=CREDIT if positive else CHARGE, amount=amount))
+        remaining -= amount
+    if remaining != ZERO:
+        raise WriteOffFailed(
+            f"The lines' available amounts cannot bring the balance {balance} to zero ({remaining} would remain).",
+            extra={"remaining": str(remaining)},
+        )
+    return planned
+
+
+def idempotency_key(*, invoice_ref: str, line_ref: str, business_date: date) -> str:
+    return f"writeoff:{invoice_ref}:{line_ref}:{business_date.isoformat()}"
