@@ -141,10 +141,10 @@ class CustomerSettingsSerializer(StrictSerializer):
     billing_period_type = serializers.ChoiceField(source="period_type", choices=PeriodType.choices, required=False)
     billing_period_start_day = serializers.IntegerField(source="start_day", required=False)
     kyc_status = serializers.ChoiceField(choices=KycStatus.choices, required=False)
-    enabled_since = serializers.DateField(read_only=True)
-    disabled_on = serializers.DateField(read_only=True)
-    final_period_start = serializers.DateField(read_only=True)
-    final_period_end = serializers.DateField(read_only=True)
+    enabled_since = serializers.DateField(read_only=True, allow_null=True)
+    disabled_on = serializers.DateField(read_only=True, allow_null=True)
+    final_period_start = serializers.DateField(read_only=True, allow_null=True)
+    final_period_end = serializers.DateField(read_only=True, allow_null=True)
 
 
 class CustomerSettingsView(APIView):
