@@ -11,6 +11,8 @@ from invoicing import services
     bind=True,
     autoretry_for=(ConnectionError, TimeoutError, OSError),
     retry_backoff=True,
+    # short: a long countdown sits in Redis unacknowledged and is redelivered after the visibility timeout
+    retry_backoff_max=120,
     max_retries=5,
 )
 def send_invoice_email(self, invoice_id: int) -> bool:
