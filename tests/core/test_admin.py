@@ -57,3 +57,11 @@ def test_staff_gets_404_like_redirect_for_other_tenants_record(client):
 
     # the admin answers "does not exist" by redirecting to the index with a message
     assert response.status_code == 302
+
+
+@pytest.mark.django_db
+def test_finance_operator_can_work_the_later_apps():
+    operator = Group.objects.get(name="finance-operator")
+
+    for codename in ("change_bankentry", "change_reconciliation", "view_writeoffcandidate", "change_customerbillingperiod"):
+        assert operator.permissions.filter(codename=codename).exists(), codename
