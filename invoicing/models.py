@@ -29,7 +29,7 @@ class Invoice(models.Model):
     memo = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     # Why the last email of this invoice failed; empty when it did not.
-    send_error = models.CharField(max_length=500, blank=True)
+    send_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     reminder_sent_at = models.DateTimeField(null=True, blank=True)
     final_notice_sent_at = models.DateTimeField(null=True, blank=True)
     # The monthly batch (its batchId and the journey run) that drafted this invoice, if any.
