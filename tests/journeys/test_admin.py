@@ -1,7 +1,6 @@
 """The journeys admin: the waiting-for-approval queue, its decision buttons (run_decide's rules) and
 run timelines, scoped by tenant."""
 
-from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -10,60 +9,15 @@ from django.contrib.messages import get_messages
 
 from audit.actors import Actor
 from invoicing.models import Invoice
-from journeys import engine, scheduling
-from journeys.models import ApprovalPolicy, JourneyApproval, JourneyRun
+from journeys import engine
+from journeys.models import ApprovalPolicy, JourneyApproval
 from tests.conftest import grant_approver
-from tests.factories import (
-    CustomerFactory,
-    MembershipFactory,
-    SubscriptionFactory,
-    TenantFactory,
-    UserFactory,
-)
+from tests.factories import TenantFactory
 from tests.journeys import sample  # noqa: F401 - registers the kernel-sample journey
+from tests.journeys.helpers import staff, waiting_monthly_batch
 
 ACTOR = Actor.system("tests")
 QUEUE = "/admin/journeys/pendingapproval/"
-
-
-def waiting_monthly_batch(tenant, preparer) -> JourneyRun:
-    """A monthly batch run drafted and validated, paused at its approval step (no worker: steps by hand)."""
-    customer = CustomerFactory(tenant=tenant, name="Lufthansa Cargo", email="ap@airline.example")
-    SubscriptionFactory(
-        customer=customer, unit_price=Decimal("300.00"), tax_rate=Decimal("0.19"), started_on=date(2026, 1, 1)
-    )
-    schedule = scheduling.schedule_configure(
-        journey_name="monthly-invoicing-batch",
-        tenant=tenant,
-        key="main",
-        first_run_at=datetime(2026, 12, 1, 6, tzinfo=UTC),
-        interval="P1M",
-        max_runs=12,
-        context={
-            "tenantId": tenant.slug,
-            "batchId": "main",
-            "firstRunAt": "2026-12-01T06:00:00Z",
-            "interval": "P1M",
-            "maxRuns": 12,
-        },
-        user=preparer,
-        actor=ACTOR,
-    )
-    (run,) = scheduling.schedule_fire(
-        schedule_id=schedule.pk, actor=ACTOR, now=datetime(2026, 12, 1, 6, 1, tzinfo=UTC)
-    )
-    for state in ("draftInvoices", "validateDrafts"):
-        engine.execute_step(run_pk=run.pk, state_id=state, actor=ACTOR)
-    run.refresh_from_db()
-    assert run.current_state == "waitForFinanceApproval"
-    return run
-
-
-def staff(tenant, *, group: str, approver: bool = False):
-    user = UserFactory(is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    MembershipFactory(tenant=tenant, user=user)
-    return grant_approver(user) if approver else user
 
 
 @pytest.fixture
