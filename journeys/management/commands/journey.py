@@ -238,8 +238,8 @@ class Command(BaseCommand):
                     invoices = tqdm(
                         total=drafted,
                         desc="invoices sent",
-                        unit="invoice",
                         file=self.bar_stream,
+                        bar_format=_BAR_FORMAT,
                         dynamic_ncols=True,
                     )
                 if invoices is not None:
