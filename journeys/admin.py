@@ -140,6 +140,11 @@ class PendingApprovalAdmin(_TimelineMixin, ReadOnlyAdminMixin, TenantScopedAdmin
     def get_queryset(self, request):
         return super().get_queryset(request).filter(phase=Phase.RUNNING, waiting_for=WaitKind.APPROVAL)
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(
+            request, {"title": "Runs waiting for approval", **(extra_context or {})}
+        )
+
     @admin.display(description="run", ordering="journey_id")
     def run_link(self, run):
         return format_html(

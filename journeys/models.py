@@ -205,6 +205,7 @@ class ApprovalPolicy(models.Model):
                 name="approval_policy_threshold_set",
             ),
         ]
+        verbose_name_plural = "approval policies"
 
     def __str__(self) -> str:
         return f"{self.journey_name}: {self.mode}"
