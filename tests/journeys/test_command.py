@@ -131,7 +131,7 @@ def test_approve_decides_through_run_decide(run, approver, django_capture_on_com
     assert "moves on to sendInvoices" in out
 
 
-def test_reject(run, approver, django_capture_on_commit_callbacks):
+def test_reject_sends_the_batch_to_record_its_rejection(run, approver, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         journey("approve", run.journey_id, "--user", "fiona", "--reject", "--comment", "wrong prices")
 
