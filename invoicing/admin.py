@@ -1,10 +1,12 @@
 from django.contrib import admin
+from django.urls import reverse
 
 from audit.actors import Actor
 from billing.admin import _run
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
-from invoicing import services
+from invoicing import services, workflows
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, InvoiceNumberSequence, TaxItem
+from journeys.admin import approval_panels
 
 
 class _ReadOnlyInline(admin.TabularInline):
@@ -113,3 +115,24 @@ class InvoiceItemAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 class TaxItemAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_display = ["invoice", "invoice_item", "name", "rate", "amount", "available_to_credit_amount"]
     list_filter = ["tenant", "name"]
+
+
+# Drafts listed on the approval page; the rest are one click away in the invoice list.
+DRAFTS_SHOWN = 200
+
+
+def _monthly_batch_panel(request, run):
+    """The monthly batch's approval page: its draft invoices and the validation findings."""
+    drafts = Invoice.objects.filter(batch_run=run).select_related("customer").order_by("customer__name", "id")
+    validation = run.context.get("validation") or {}
+    return "admin/invoicing/monthly_batch_approval.html", {
+        "batch": run.context.get("batch") or {},
+        "drafts": drafts[:DRAFTS_SHOWN],
+        "draft_count": drafts.count(),
+        "drafts_url": reverse("admin:invoicing_invoice_changelist") + f"?batch_run={run.pk}",
+        "validation": validation,
+        "counts_by_kind": sorted((validation.get("countsByKind") or {}).items()),
+    }
+
+
+approval_panels[workflows.NAME] = _monthly_batch_panel

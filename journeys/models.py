@@ -205,6 +205,16 @@ class ApprovalPolicy(models.Model):
                 name="approval_policy_threshold_set",
             ),
         ]
+        verbose_name_plural = "approval policies"
 
     def __str__(self) -> str:
         return f"{self.journey_name}: {self.mode}"
+
+
+class PendingApproval(JourneyRun):
+    """The admin's "Waiting for approval" queue: running journeys paused on an approval step."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "run waiting for approval"
+        verbose_name_plural = "waiting for approval"

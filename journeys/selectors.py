@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from journeys.definition import Approval, get_journey
+from journeys.definition import TERMINAL, Approval, Task, Timer, get_journey
 from journeys.models import JourneyRun, Phase
 
 API_PREFIX = "/api/v1/journeys"
@@ -78,3 +78,36 @@ def run_outcome(run: JourneyRun) -> dict[str, Any]:
     if run.error:
         outcome["error"] = {"code": run.error.get("code", ""), "reason": run.error.get("reason", "")}
     return outcome
+
+
+def run_timeline(run: JourneyRun) -> dict[str, list]:
+    """What happened to a run, oldest first: step attempts, timers and decisions."""
+    return {
+        "steps": list(run.steps.order_by("started_at", "id")),
+        "timers": list(run.timers.order_by("created_at", "id")),
+        "decisions": list(run.approvals.select_related("decided_by").order_by("decided_at", "id")),
+    }
+
+
+def happy_path(journey_name: str) -> list[str]:
+    """The non-terminal states a run passes when every step goes its declared way and every
+    approval is APPROVED: a task's `next` (else its first route), an approval's APPROVED route,
+    a timer's `next`. Progress bars count against it."""
+    journey = get_journey(journey_name)
+    if journey is None:
+        return []
+    path, state_id = [], journey.start
+    while state_id is not None and state_id not in path:
+        state = journey.state(state_id)
+        if isinstance(state, TERMINAL):
+            break
+        path.append(state_id)
+        if isinstance(state, Task):
+            state_id = state.next or next(iter(state.routes.values()), None)
+        elif isinstance(state, Approval):
+            state_id = state.routes.get("APPROVED")
+        elif isinstance(state, Timer):
+            state_id = state.next
+        else:
+            state_id = None
+    return path

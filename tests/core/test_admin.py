@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 
 from tests.factories import CustomerFactory, MembershipFactory, TenantFactory, UserFactory
 
-OUR_APPS = {"core", "audit", "billing", "invoicing", "consolidation", "reconciliation", "writeoffs"}
+OUR_APPS = {"core", "audit", "billing", "invoicing", "journeys", "consolidation", "reconciliation", "writeoffs"}
 
 
 def test_every_model_of_our_apps_is_in_the_admin():
