@@ -113,6 +113,7 @@ class SubscriptionSerializer(StrictModelSerializer):
     currency = CurrencyField()
     unit_price = UnitAmountField()
     quantity = QuantityField(required=False)
+    tax_rate = RateField(required=False, allow_null=True)
 
     class Meta:
         model = Subscription
@@ -124,6 +125,7 @@ class SubscriptionSerializer(StrictModelSerializer):
             "quantity",
             "currency",
             "billing_cadence",
+            "tax_rate",
             "status",
             "started_on",
             "cancelled_at",

@@ -59,6 +59,7 @@ def subscription_create(
     started_on: date,
     quantity: Decimal = Decimal(1),
     billing_cadence: str = Subscription.Cadence.MONTHLY,
+    tax_rate: Decimal | None = None,
 ) -> Subscription:
     """Start a subscription billed in the customer's currency."""
     _require_currency_match(customer=customer, currency=currency)
@@ -72,6 +73,7 @@ def subscription_create(
             currency=currency,
             started_on=started_on,
             billing_cadence=billing_cadence,
+            tax_rate=tax_rate,
         )
 
 

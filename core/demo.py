@@ -41,6 +41,7 @@ class DemoSubscription:
     started_days_ago: int
     # Set for a subscription that was cancelled, e.g. "SALESFORCE": a CancellationSource value.
     cancelled_by: str = ""
+    tax_rate: str = "0.19"
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +279,7 @@ DEMO_TENANTS: tuple[DemoTenant, ...] = (
                     unit_price="4800.00",
                     billing_cadence="yearly",
                     started_days_ago=200,
+                    tax_rate="0",
                 ),
                 charges=(
                     DemoCharge(
@@ -302,6 +304,7 @@ DEMO_TENANTS: tuple[DemoTenant, ...] = (
                     billing_cadence="monthly",
                     started_days_ago=120,
                     cancelled_by="API",
+                    tax_rate="0",
                 ),
                 charges=(
                     DemoCharge(
@@ -411,6 +414,7 @@ def _seed_customer(*, tenant: Tenant, spec: DemoCustomer, currency: str) -> int:
             currency=currency,
             billing_cadence=sub.billing_cadence,
             started_on=today - timedelta(days=sub.started_days_ago),
+            tax_rate=Decimal(sub.tax_rate),
         )
     charges = [
         billing.charge_create(
