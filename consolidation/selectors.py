@@ -121,7 +121,7 @@ def scheduler_status(*, tenant) -> dict:
     """The daily run's beat entry and this tenant's last run, shaped like the old scheduler status."""
     from django_celery_beat.models import PeriodicTask
 
-    from journeys.engine import STEP_LEASE
+    from journeys.engine import step_lease
     from journeys.models import JourneyRun
 
     entry = PeriodicTask.objects.filter(name=DAILY_TASK).select_related("crontab").first()
@@ -135,7 +135,7 @@ def scheduler_status(*, tenant) -> dict:
         "schedule": schedule,
         "timezone": str(business_zone()),
         # how long one worker holds a run's step before another may take it over (ms)
-        "lockTimeout": int(STEP_LEASE.total_seconds() * 1000),
+        "lockTimeout": int(step_lease().total_seconds() * 1000),
         "lastRun": None
         if last is None
         else {

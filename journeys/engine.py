@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -29,6 +30,19 @@ log = structlog.get_logger(__name__)
 STEP_LEASE = timedelta(minutes=5)
 # A step enqueued this long ago and never picked up is presumed lost in transit (Redis restart).
 STALL_AFTER = timedelta(seconds=60)
+
+
+def step_lease() -> timedelta:
+    """STEP_LEASE, unless settings shorten it (JOURNEY_STEP_LEASE_SECONDS: fault tests' workers)."""
+    seconds = getattr(settings, "JOURNEY_STEP_LEASE_SECONDS", None)
+    return STEP_LEASE if seconds is None else timedelta(seconds=seconds)
+
+
+def stall_after() -> timedelta:
+    """STALL_AFTER, unless settings change it (JOURNEY_STALL_AFTER_SECONDS)."""
+    seconds = getattr(settings, "JOURNEY_STALL_AFTER_SECONDS", None)
+    return STALL_AFTER if seconds is None else timedelta(seconds=seconds)
+
 # Attempts before a failing step fails the whole run.
 MAX_ATTEMPTS = 3
 # Backoff between attempts of a failing step: short, because long countdowns are not durable.
@@ -175,13 +189,13 @@ def run_start(
 
 # --- Executing a step ----------------------------------------------------------------------------
 def _claim_lease(run_pk: int, state: str) -> bool:
-    """Take the step for STEP_LEASE unless the run moved on or another worker holds it."""
+    """Take the step for step_lease() unless the run moved on or another worker holds it."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE journeys_journeyrun SET lease_until = now() + %s, attempt = attempt + 1, updated_at = now() "
             "WHERE id = %s AND phase = 'RUNNING' AND current_state = %s "
             "AND (lease_until IS NULL OR lease_until < now())",
-            [STEP_LEASE, run_pk, state],
+            [step_lease(), run_pk, state],
         )
         return cursor.rowcount == 1
 
@@ -353,8 +367,9 @@ def timers_fire_due(*, actor: Actor, now: datetime | None = None) -> int:
 def runs_recover_stalled(*, now: datetime | None = None) -> int:
     """Re-enqueue steps whose message was lost or whose worker died. Idempotency makes it safe."""
     now = now or timezone.now()
+    stalled_before = now - stall_after()
     stalled = JourneyRun.objects.filter(
-        phase=Phase.RUNNING, waiting_for=WaitKind.TASK, dispatched_at__lt=now - STALL_AFTER
+        phase=Phase.RUNNING, waiting_for=WaitKind.TASK, dispatched_at__lt=stalled_before
     ).exclude(lease_until__gte=now)
     count = 0
     for run in stalled.only("pk", "journey_name", "current_state")[:1000]:
@@ -364,7 +379,7 @@ def runs_recover_stalled(*, now: datetime | None = None) -> int:
         state = journey.state(run.current_state)
         with transaction.atomic():
             touched = JourneyRun.objects.filter(
-                pk=run.pk, phase=Phase.RUNNING, current_state=run.current_state, dispatched_at__lt=now - STALL_AFTER
+                pk=run.pk, phase=Phase.RUNNING, current_state=run.current_state, dispatched_at__lt=stalled_before
             ).update(dispatched_at=now)
             if touched:
                 _enqueue_step(run, state)
