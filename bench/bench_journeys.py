@@ -1,0 +1,40 @@
+"""What bench/journeys_bench.py runs on its worker: a bare Celery hop and two trivial journeys.
+
+Registered only in processes that import this module (the bench worker, `bench.bench_app`, and
+the bench script itself), never in the application.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from celery import shared_task
+from django.conf import settings
+
+from journeys.definition import Journey, Succeed, Task, register
+
+HOP_DONE_KEY = "bench:journeys:hop-done"
+
+
+@shared_task(name="bench.hop", ignore_result=True)
+def hop(remaining: int) -> None:
+    """A bare Celery hop: enqueue the next one until none remain, then note the time in Redis."""
+    if remaining > 1:
+        hop.delay(remaining - 1)
+    else:
+        redis.Redis.from_url(settings.REDIS_URL).set(HOP_DONE_KEY, repr(time.time()))
+
+
+def noop(ctx) -> None:
+    """A step that does nothing: what remains is the kernel's own cost."""
+
+
+def _steps(name: str, count: int) -> Journey:
+    ids = [f"step{i}" for i in range(1, count + 1)]
+    states = [Task(ids[i], noop, next=ids[i + 1] if i + 1 < count else "done") for i in range(count)]
+    return register(Journey(name=name, start=ids[0], states=[*states, Succeed("done")]))
+
+
+TEN_STEPS = _steps("bench-ten-steps", 10)
+THREE_STEPS = _steps("bench-three-steps", 3)
