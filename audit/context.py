@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -43,6 +44,36 @@ def audited(*, actor: Actor, reason: str = "") -> Iterator[None]:
                 previous = cursor.fetchone()
             _set(cursor, (actor.type, actor.id, actor.label, reason))
         yield
+        if previous is not None:
+            with connection.cursor() as cursor:
+                _set(cursor, previous)
+
+
+@contextlib.contextmanager
+def audited_lock(*, actor: Actor, reason: str, model, pk) -> Iterator[Any]:
+    """`audited()` whose first statement also locks and reads one row: `(row or None)`.
+
+    The attribution settings ride on the `SELECT … FOR UPDATE` of the row, so a hot path (a journey
+    step) pays one round trip for both. A missing row sets no attribution; nothing is changed then.
+    """
+    table, pk_column = model._meta.db_table, model._meta.pk.column
+    sql = (
+        f"SELECT t.*, set_config('ledgerflow.actor_type', %s, true) AS _audit_type,"  # noqa: S608 - names from the model
+        f" set_config('ledgerflow.actor_id', %s, true) AS _audit_id,"
+        f" set_config('ledgerflow.actor_label', %s, true) AS _audit_label,"
+        f" set_config('ledgerflow.reason', %s, true) AS _audit_reason"
+        f" FROM {connection.ops.quote_name(table)} t WHERE t.{connection.ops.quote_name(pk_column)} = %s FOR UPDATE"
+    )
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        previous = None
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute(_GET_SQL)
+                previous = cursor.fetchone()
+        params = [v or "" for v in (actor.type, actor.id, actor.label, reason)]
+        row = next(iter(model.objects.raw(sql, [*params, pk])), None)
+        yield row
         if previous is not None:
             with connection.cursor() as cursor:
                 _set(cursor, previous)

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.actors import Actor
-from audit.context import audited
+from audit.context import audited, audited_lock
 from core.errors import ApplicationError, Conflict, NotFound
 from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
 from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer, Phase, WaitKind
@@ -130,10 +130,38 @@ def _record(run: JourneyRun, state: str, *, started_at: datetime, outcome: str, 
 
 
 def _advance(run: JourneyRun, journey: Journey, state: State, outcome: str | None, *, started_at: datetime) -> None:
+    """Record the step's history row and move the (locked) run on: one statement for both."""
     now = timezone.now()
-    _record(run, state.id, started_at=started_at, outcome=outcome or "ok", attempt=max(run.attempt, 1))
+    attempt = max(run.attempt, 1)
     _enter(run, journey, journey.state(state.route(outcome)), now)
-    run.save()
+    _save_with_history(run, state.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt)
+
+
+# Every column run.save() would write, in a fixed order (the primary key is the WHERE).
+_RUN_FIELDS = [f for f in JourneyRun._meta.concrete_fields if not f.primary_key]
+_SAVE_WITH_HISTORY_SQL = (
+    "WITH history AS ("  # noqa: S608 - column names come from the model
+    " INSERT INTO journeys_journeystep (run_id, state, attempt, started_at, finished_at, outcome, detail)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    ") UPDATE journeys_journeyrun SET "
+    + ", ".join(f"{f.column} = %s" for f in _RUN_FIELDS)
+    + " WHERE id = %s"
+)
+
+
+def _save_with_history(
+    run: JourneyRun, state: str, *, started_at: datetime, outcome: str, attempt: int, detail: str = ""
+) -> None:
+    """`_record(...)` then `run.save()` in one round trip: a data-modifying CTE inserts the history
+    row, the UPDATE writes every field as save() would (statement-level audit triggers still fire)."""
+    finished_at = timezone.now()
+    run.updated_at = finished_at  # auto_now, as save() would set it
+    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in _RUN_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SAVE_WITH_HISTORY_SQL,
+            [run.pk, state, attempt, started_at, finished_at, outcome, detail, *values, run.pk],
+        )
 
 
 # --- Starting ------------------------------------------------------------------------------------
@@ -202,37 +230,43 @@ def _claim_lease(run_pk: int, state: str) -> bool:
 
 def execute_step(*, run_pk: int, state_id: str, actor: Actor) -> StepResult:
     """Run one step of one run, at most once in effect (see module docstring)."""
-    run = JourneyRun.objects.filter(pk=run_pk).first()
-    if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
-        return StepResult("skipped")
-    journey = _journey(run)
-    state = journey.state(state_id)
-    if not isinstance(state, Task):
-        return StepResult("skipped")
     started_at = timezone.now()
+    state = None
     try:
-        if state.transactional:
-            with audited(actor=actor, reason=f"step {state_id}"):
-                run = JourneyRun.objects.select_for_update().get(pk=run_pk)
-                if run.phase != Phase.RUNNING or run.current_state != state_id:
-                    return StepResult("skipped")
+        # One round trip locks and reads the run and attributes the transaction. A transactional
+        # step does its work under that lock; a leased step's lock is released at once.
+        with audited_lock(actor=actor, reason=f"step {state_id}", model=JourneyRun, pk=run_pk) as run:
+            if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
+                return StepResult("skipped")
+            journey = _journey(run)
+            task = journey.state(state_id)
+            if not isinstance(task, Task):
+                return StepResult("skipped")
+            state = task
+            if state.transactional:
                 run.attempt += 1
                 outcome = state.fn(_step_context(run, actor))
                 _advance(run, journey, state, outcome, started_at=started_at)
-        else:
-            if not _claim_lease(run_pk, state_id):
-                return StepResult("skipped")
-            run.refresh_from_db()
-            outcome = state.fn(_step_context(run, actor))
-            with audited(actor=actor, reason=f"step {state_id}"):
-                locked = JourneyRun.objects.select_for_update().get(pk=run_pk)
-                if locked.phase != Phase.RUNNING or locked.current_state != state_id:
-                    return StepResult("skipped")  # cancelled while the step worked
-                locked.context = run.context
-                _advance(locked, journey, state, outcome, started_at=started_at)
+                return StepResult("done")
+    except Exception as exc:
+        if state is None:
+            raise  # no step ran: an unknown journey or state is the caller's error, as before
+        # a transactional step's attempt count rolled back with its work
+        return _step_failed(run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=True)
+    try:
+        if not _claim_lease(run_pk, state_id):
+            return StepResult("skipped")
+        run.refresh_from_db()
+        outcome = state.fn(_step_context(run, actor))
+        with audited(actor=actor, reason=f"step {state_id}"):
+            locked = JourneyRun.objects.select_for_update().get(pk=run_pk)
+            if locked.phase != Phase.RUNNING or locked.current_state != state_id:
+                return StepResult("skipped")  # cancelled while the step worked
+            locked.context = run.context
+            _advance(locked, journey, state, outcome, started_at=started_at)
     except Exception as exc:  # noqa: BLE001 - any step failure is recorded on the run
-        # a transactional step's attempt count rolled back with its work; a leased one kept it
-        return _step_failed(run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=state.transactional)
+        # a leased step kept its attempt count (the lease claim committed it)
+        return _step_failed(run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=False)
     return StepResult("done")
 
 
