@@ -10,8 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.actors import Actor
-from invoicing.workflows import NAME
-from journeys import scheduling, selectors
+from invoicing.workflows import BATCH_ID_PATTERN, batch_configure
+from journeys import selectors
 from journeys.occurrences import InvalidInterval, parse_interval
 
 # RFC 3339 requires the offset: a time without one is ambiguous for a schedule.
@@ -30,7 +30,7 @@ class MonthlyInvoicingConfigSerializer(serializers.Serializer):
     """MonthlyInvoicingConfigRequest; extra properties are accepted and kept, as the contract allows."""
 
     tenant_id = serializers.CharField(max_length=64)
-    batch_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,100}$", max_length=100)
+    batch_id = serializers.RegexField(BATCH_ID_PATTERN, max_length=100)
     first_run_at = serializers.DateTimeField()
     interval = serializers.CharField(max_length=64)
     max_runs = serializers.IntegerField(min_value=1, max_value=10000)
@@ -60,26 +60,17 @@ class MonthlyInvoicingBatchStartView(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         extras = {k: v for k, v in request.data.items() if k not in body.fields} if isinstance(request.data, dict) else {}
-        context = {
-            **_camel(extras),
-            "tenantId": data["tenant_id"],
-            "batchId": data["batch_id"],
-            "firstRunAt": data["first_run_at"].isoformat(),
-            "interval": data["interval"],
-            "maxRuns": data["max_runs"],
-            "gracePeriodDuration": data["grace_period_duration"],
-            "reminderGapDuration": data["reminder_gap_duration"],
-        }
-        schedule = scheduling.schedule_configure(
-            journey_name=NAME,
+        schedule = batch_configure(
             tenant=request.tenant,
-            key=data["batch_id"],
+            batch_id=data["batch_id"],
             first_run_at=data["first_run_at"],
             interval=data["interval"],
             max_runs=data["max_runs"],
-            context=context,
+            grace_period=data["grace_period_duration"],
+            reminder_gap=data["reminder_gap_duration"],
             user=request.user,
             actor=Actor.for_request(request),
+            extras=_camel(extras),
         )
         return Response(selectors.run_outcome(schedule.config_run))
 

@@ -130,6 +130,43 @@ def approval_summary(context: dict) -> dict:
     }
 
 
+# What a batchId may be (it names the schedule and appears in logs and URLs).
+BATCH_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
+
+
+def batch_configure(
+    *,
+    tenant: Tenant,
+    batch_id: str,
+    first_run_at: datetime,
+    interval: str,
+    max_runs: int,
+    grace_period: str = DEFAULT_GAP,
+    reminder_gap: str = DEFAULT_GAP,
+    user=None,
+    actor,
+    extras: dict | None = None,
+):
+    """Configure (upsert on tenant + batchId) the batch's schedule; the API and `manage.py journey
+    start` both come here, so a scheduled run cannot tell how it was configured."""
+    from journeys import scheduling
+
+    context = {
+        **(extras or {}),
+        "tenantId": tenant.slug,
+        "batchId": batch_id,
+        "firstRunAt": first_run_at.isoformat(),
+        "interval": interval,
+        "maxRuns": max_runs,
+        "gracePeriodDuration": grace_period,
+        "reminderGapDuration": reminder_gap,
+    }
+    return scheduling.schedule_configure(
+        journey_name=NAME, tenant=tenant, key=batch_id, first_run_at=first_run_at, interval=interval,
+        max_runs=max_runs, context=context, user=user, actor=actor,
+    )
+
+
 def config_output(context: dict) -> dict:
     return {
         "status": "SCHEDULED",

@@ -1,6 +1,6 @@
 """`manage.py journey start|status|approve|cancel`: the journeys API's verbs for operators.
 
-Thin: `start` configures the monthly invoicing batch through scheduling.schedule_configure (as
+Thin: `start` configures the monthly invoicing batch through invoicing.workflows.batch_configure (as
 POST …/monthly-invoicing-batch/start does), `approve` calls engine.run_decide (so the approver
 rules are the API's), `cancel` engine.run_cancel, `status` reads selectors. `--follow` polls the
 run record, which is the truth, until the run pauses (approval or timer) or ends.
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from audit.actors import Actor
 from billing.models import Tenant
 from core.errors import ApplicationError
+from invoicing.workflows import BATCH_ID_PATTERN, batch_configure
 from journeys import engine, scheduling, selectors
 from journeys.models import JourneyApproval, JourneyRun, Phase, WaitKind
 from journeys.occurrences import InvalidInterval, parse_interval
@@ -30,8 +31,7 @@ from journeys.occurrences import InvalidInterval, parse_interval
 MONTHLY_BATCH = "monthly-invoicing-batch"
 # How often --follow re-reads the run: each read is two or three small indexed queries.
 POLL_SECONDS = 0.5
-# The API's batchId rule (invoicing/journey_apis.py).
-_BATCH_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_BATCH_ID = re.compile(BATCH_ID_PATTERN)
 # Rates (steps/s) say nothing about a run that waits on people and timers: counts and time only.
 _BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}"
 # Step outcomes that do not move a run forward on its path.
@@ -111,24 +111,14 @@ class Command(BaseCommand):
             raise CommandError("--max-runs: from 1 to 10000")
         user = _user(options["user"]) if options["user"] else None
         actor = Actor.for_user(user) if user else Actor.system("manage.py journey")
-        # the context the API's start request builds, so scheduled runs cannot tell the two apart
-        context = {
-            "tenantId": tenant.slug,
-            "batchId": options["batch_id"],
-            "firstRunAt": first_run_at.isoformat(),
-            "interval": options["interval"],
-            "maxRuns": options["max_runs"],
-            "gracePeriodDuration": options["grace"],
-            "reminderGapDuration": options["gap"],
-        }
-        schedule = scheduling.schedule_configure(
-            journey_name=MONTHLY_BATCH,
+        schedule = batch_configure(
             tenant=tenant,
-            key=options["batch_id"],
+            batch_id=options["batch_id"],
             first_run_at=first_run_at,
             interval=options["interval"],
             max_runs=options["max_runs"],
-            context=context,
+            grace_period=options["grace"],
+            reminder_gap=options["gap"],
             user=user,
             actor=actor,
         )
