@@ -5,10 +5,7 @@ from __future__ import annotations
 from fpdf import FPDF
 
 from consolidation.models import ConsolidatedInvoice
-
-
-def _t(value) -> str:
-    return str(value).encode("latin-1", "replace").decode("latin-1")
+from invoicing.documents import latin1
 
 
 def render(ci: ConsolidatedInvoice) -> bytes:
@@ -17,14 +14,14 @@ def render(ci: ConsolidatedInvoice) -> bytes:
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 14)
-    pdf.cell(0, 8, _t(f"Consolidated invoice {ci.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, latin1(f"Consolidated invoice {ci.number}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     for text in (
         f"{ci.tenant.name} - to {ci.customer.name}",
         f"Billing period {ci.period_start.isoformat()} to {ci.period_end.isoformat()} ({ci.period_type.lower()})",
         f"Issued {ci.issue_date.isoformat()}, due {ci.due_date.isoformat()}",
     ):
-        pdf.cell(0, 6, _t(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin1(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for width, head in ((35, "Date"), (60, "Invoice"), (50, "Amount"), (0, "Route")):
@@ -34,17 +31,17 @@ def render(ci: ConsolidatedInvoice) -> bytes:
     for line in ci.lines.all().order_by("invoice_date", "id"):
         route = ", ".join(str(d.get("route", "")) for d in line.details if isinstance(d, dict) and d.get("route"))
         pdf.cell(35, 5, line.invoice_date.isoformat())
-        pdf.cell(60, 5, _t(line.invoice_number))
+        pdf.cell(60, 5, latin1(line.invoice_number))
         pdf.cell(50, 5, f"{line.amount.normalize():f} {line.currency}")
-        pdf.cell(0, 5, _t(route[:40]), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 5, latin1(route[:40]), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for currency, amount in sorted(ci.totals_by_currency.items()):
-        pdf.cell(0, 6, _t(f"Total {currency}: {amount}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin1(f"Total {currency}: {amount}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9)
     pdf.cell(0, 5, f"{ci.invoice_count} invoices", new_x="LMARGIN", new_y="NEXT")
     if ci.firs:
-        pdf.multi_cell(0, 5, _t("FIRs crossed: " + ", ".join(ci.firs)), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, latin1("FIRs crossed: " + ", ".join(ci.firs)), new_x="LMARGIN", new_y="NEXT")
     if ci.countries:
-        pdf.multi_cell(0, 5, _t("Countries: " + ", ".join(ci.countries)), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, latin1("Countries: " + ", ".join(ci.countries)), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

@@ -11,9 +11,9 @@ def _money(amount, currency: str) -> str:
     return f"{amount.normalize():,f} {currency}" if amount == amount.to_integral() else f"{amount:,.2f} {currency}"
 
 
-def _latin1(text: str) -> str:
+def latin1(text) -> str:
     # core fonts are Latin-1; anything else is shown as '?', never an error
-    return text.encode("latin-1", "replace").decode("latin-1")
+    return str(text).encode("latin-1", "replace").decode("latin-1")
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
@@ -23,7 +23,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(f"Invoice {invoice.number or '(draft)'}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin1(f"Invoice {invoice.number or '(draft)'}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     for line in (
         tenant.name,
@@ -32,7 +32,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         f"Issue date: {invoice.issue_date or '-'}    Due date: {invoice.due_date or '-'}",
         f"Billing period: {invoice.period_start or '-'} to {invoice.period_end or '-'}",
     ):
-        pdf.cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin1(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for title, width in (("Description", 100), ("Qty", 20), ("Amount", 35), ("Tax", 35)):
@@ -41,7 +41,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     pdf.set_font("Helvetica", size=10)
     taxes = {t.invoice_item_id: t.amount for t in invoice.tax_items.all()}
     for item in invoice.items.all():
-        pdf.cell(100, 6, _latin1(item.description[:60]))
+        pdf.cell(100, 6, latin1(item.description[:60]))
         pdf.cell(20, 6, f"{item.quantity.normalize():f}")
         pdf.cell(35, 6, _money(item.amount, invoice.currency))
         pdf.cell(35, 6, _money(taxes.get(item.pk, 0 * item.amount), invoice.currency), new_x="LMARGIN", new_y="NEXT")
