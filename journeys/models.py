@@ -1,16 +1,24 @@
 """Journey runs and what they wait on. PostgreSQL is the source of truth; Redis only carries messages."""
 
 import secrets
+import string
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 
+_BASE64URL = string.ascii_letters + string.digits + "-_"
+
 
 def new_journey_id() -> str:
-    """128 random bits, base64url without padding: 22 opaque characters."""
-    return secrets.token_urlsafe(16)
+    """22 opaque base64url characters carrying ~132 random bits (≥ 128).
+
+    The first is never '-', so an id can be passed to `manage.py journey …` without being taken
+    for an option.
+    """
+    first = secrets.choice(_BASE64URL.replace("-", ""))
+    return first + "".join(secrets.choice(_BASE64URL) for _ in range(21))
 
 
 class Phase(models.TextChoices):

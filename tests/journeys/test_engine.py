@@ -237,3 +237,14 @@ def test_a_real_worker_runs_the_journey_through_redis(celery_worker, tenant_a, a
     done = wait_for(lambda: JourneyRun.objects.filter(pk=run.pk, phase="SUCCEEDED").first())
     assert done.output == {"status": "REJECTED"}
     assert done.context["approval"]["comment"] == "not this month"
+
+
+def test_journey_ids_are_22_base64url_characters_never_starting_with_a_dash():
+    import re
+
+    from journeys.models import new_journey_id
+
+    ids = {new_journey_id() for _ in range(5000)}
+
+    assert len(ids) == 5000
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
