@@ -38,3 +38,15 @@ def _steps(name: str, count: int) -> Journey:
 
 TEN_STEPS = _steps("bench-ten-steps", 10)
 THREE_STEPS = _steps("bench-three-steps", 3)
+
+
+HOPS_FINISHED_KEY = "bench:journeys:hops-finished"
+
+
+@shared_task(name="bench.chain_hop", ignore_result=True)
+def chain_hop(remaining: int) -> None:
+    """One link of a bare three-hop chain: count the chain finished in Redis after its last hop."""
+    if remaining > 1:
+        chain_hop.delay(remaining - 1)
+    else:
+        redis.Redis.from_url(settings.REDIS_URL).incr(HOPS_FINISHED_KEY)

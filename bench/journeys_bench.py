@@ -1,7 +1,7 @@
 """Benchmark: the journey kernel next to a bare Celery hop, and next to DBOS Transact.
 
     .venv/bin/pip install -e '.[dev,bench]'
-    .venv/bin/python bench/journeys_bench.py [--hops 200] [--ten-step-runs 30] [--runs 1000]
+    .venv/bin/python bench/journeys_bench.py [--rounds 7] [--hops 200] [--ten-step-runs 6] [--runs 1000]
 
 Starts its own worker (`celery -A bench.bench_app worker`, prefork, concurrency 2, connections
 kept with CELERY_DB_REUSE_MAX) against PostgreSQL database ledgerflow_bench_journeys (created and
@@ -9,9 +9,11 @@ migrated here) and Redis database 8, then measures:
 
   (a) a bare Celery hop: a chain of tasks each enqueueing the next, ms per hop;
   (b) a 10-step journey of trivial transactional Task steps, ms per step (run created → SUCCEEDED);
+      (a) and (b) alternate for --rounds rounds and each reports its median round;
   (c) 1,000 three-step journeys started in one transaction, runs/s until all SUCCEEDED;
   (d) the same three-step workflow on DBOS Transact (system database ledgerflow_bench_dbos,
-      32 executor threads), in a child process, runs/s.
+      32 executor threads), in a child process, runs/s;
+  (e) 1,000 bare three-hop Celery chains (no database): the most (c) could reach on this worker.
 
 Targets (issue): a step within 2× a bare hop; at least 2× DBOS's throughput.
 """
@@ -123,10 +125,10 @@ def setup_django() -> None:
     call_command("migrate", verbosity=0)
 
 
-def start_worker() -> subprocess.Popen:
+def start_worker(*, pool: str = "prefork", concurrency: int = 2) -> subprocess.Popen:
     env = {**os.environ, **BENCH_ENV, "PYTHONPATH": str(ROOT)}
     env.pop("LEDGERFLOW_SERVICES", None)
-    return subprocess.Popen(
+    return subprocess.Popen(  # noqa: S603 - this interpreter running celery, options from argparse
         [
             sys.executable,
             "-m",
@@ -137,9 +139,9 @@ def start_worker() -> subprocess.Popen:
             "-Q",
             "default,io",
             "-c",
-            "2",
+            str(concurrency),
             "--pool",
-            "prefork",
+            pool,
             "-l",
             "warning",
             "--without-gossip",
@@ -199,10 +201,39 @@ def bench_ten_steps(runs: int) -> float:
         done = _wait(
             lambda pk=run.pk: JourneyRun.objects.filter(pk=pk, phase="SUCCEEDED").first(),
             timeout=60,
-            interval=0.005,
+            interval=0.05,  # the figure comes from the run's timestamps: polling less steals less CPU
         )
         results.append((done.updated_at - done.created_at).total_seconds() * 1000 / 10)
     return statistics.median(results)
+
+
+def bench_latency(rounds: int, hops: int, ten_step_runs: int) -> tuple[float, float]:
+    """(ms per hop, ms per step), each the median over `rounds` rounds of a hop chain then 10-step
+    runs. Interleaving them means a noisy spell on a shared machine hits both sides alike."""
+    hop_ms, step_ms = [], []
+    for _ in range(rounds):
+        hop_ms.append(bench_hop(hops, repeats=1))
+        step_ms.append(bench_ten_steps(ten_step_runs))
+    return statistics.median(hop_ms), statistics.median(step_ms)
+
+
+def bench_bare_chains(runs: int) -> dict:
+    """chains/s for `runs` bare three-hop Celery chains sent at once: Celery's own ceiling for (c)."""
+    import redis
+    from django.conf import settings
+
+    from bench.bench_journeys import HOPS_FINISHED_KEY, chain_hop
+    from config.celery_app import app
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(HOPS_FINISHED_KEY)
+    started = time.time()
+    with app.producer_or_acquire() as producer:
+        for _ in range(runs):
+            chain_hop.apply_async(args=[3], producer=producer)
+    _wait(lambda: int(client.get(HOPS_FINISHED_KEY) or 0) >= runs, timeout=600, interval=0.05)
+    seconds = time.time() - started
+    return {"runs": runs, "seconds": seconds, "runs_per_s": runs / seconds}
 
 
 def bench_three_steps(runs: int) -> dict:
@@ -234,10 +265,13 @@ def bench_three_steps(runs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hops", type=int, default=200)
-    parser.add_argument("--ten-step-runs", type=int, default=30)
+    parser.add_argument("--ten-step-runs", type=int, default=6, help="per round")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--skip-dbos", action="store_true")
+    parser.add_argument("--pool", default="prefork", help="worker pool (the Procfile's: prefork)")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (the Procfile's: 2)")
     parser.add_argument("--dbos-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.dbos_child:
@@ -249,12 +283,12 @@ def main() -> None:
     from config.celery_app import app
 
     app.control.purge()
-    worker = start_worker()
+    worker = start_worker(pool=args.pool, concurrency=args.concurrency)
     try:
         bench_hop(20, repeats=1)  # worker up and warm
         bench_ten_steps(3)
-        hop_ms = bench_hop(args.hops)
-        step_ms = bench_ten_steps(args.ten_step_runs)
+        hop_ms, step_ms = bench_latency(args.rounds, args.hops, args.ten_step_runs)
+        bare = bench_bare_chains(args.runs)
         kernel = bench_three_steps(args.runs)
     finally:
         os.killpg(worker.pid, 15)
@@ -270,13 +304,20 @@ def main() -> None:
     print(
         f"{f'(c) {args.runs} three-step journeys at once (kernel)':<52} {kernel['runs_per_s']:>9.0f} runs/s ({kernel['seconds']:.1f} s)"
     )
+    print(
+        f"{f'(e) {args.runs} bare three-hop Celery chains at once':<52} {bare['runs_per_s']:>9.0f} runs/s ({bare['seconds']:.1f} s)"
+        f"   (Celery's ceiling for (c): no database at all)"
+    )
     if dbos is not None:
         ratio = kernel["runs_per_s"] / dbos["runs_per_s"]
         print(
             f"{f'(d) same on DBOS Transact ({DBOS_THREADS} threads)':<52} {dbos['runs_per_s']:>9.0f} runs/s ({dbos['seconds']:.1f} s)"
         )
         print(f"{'    kernel / DBOS':<52} {ratio:>12.2f}×   (target ≥ 2×)")
-    print("worker: prefork, concurrency 2; one PostgreSQL and one Redis, all on this machine's 2 cores")
+        print(f"{'    bare Celery chains / DBOS':<52} {bare['runs_per_s'] / dbos['runs_per_s']:>12.2f}×")
+    print(
+        f"worker: {args.pool}, concurrency {args.concurrency}; one PostgreSQL and one Redis, all on this machine's 2 cores"
+    )
 
 
 if __name__ == "__main__":

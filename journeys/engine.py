@@ -9,6 +9,7 @@ Invariants:
 from __future__ import annotations
 
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +20,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.actors import Actor
-from audit.context import audited, audited_lock
+from audit.context import audited
 from core.errors import ApplicationError, Conflict, NotFound
+from journeys import runrow
 from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
 from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer, Phase, WaitKind
 
@@ -42,6 +44,7 @@ def stall_after() -> timedelta:
     """STALL_AFTER, unless settings change it (JOURNEY_STALL_AFTER_SECONDS)."""
     seconds = getattr(settings, "JOURNEY_STALL_AFTER_SECONDS", None)
     return STALL_AFTER if seconds is None else timedelta(seconds=seconds)
+
 
 # Attempts before a failing step fails the whole run.
 MAX_ATTEMPTS = 3
@@ -88,24 +91,34 @@ def _step_context(run: JourneyRun, actor: Actor) -> StepContext:
     )
 
 
-def _enqueue_step(run: JourneyRun, state: Task) -> None:
+def _enqueue_step(run: JourneyRun, state: Task, *, with_snapshot: bool = True) -> None:
+    """Send the step's message once the transaction commits (at once in autocommit): call it after
+    saving the run. The message carries the run as saved, so the step need not read it."""
     from journeys.tasks import run_step
 
-    state_id = state.id
-    options = {"queue": state.queue} if state.queue else {}
-    # run.pk is read at commit time: a run being created has no pk yet when its first step is entered
-    transaction.on_commit(lambda: run_step.apply_async(args=[run.pk, state_id], **options))
+    args = [run.pk, state.id]
+    if with_snapshot and (seen := runrow.snapshot(run)) is not None:
+        args.append(seen)
+    # argsrepr: logs and monitoring show the run and step, never the run's context
+    options = {"argsrepr": repr([run.pk, state.id])}
+    if state.queue:
+        options["queue"] = state.queue
+    transaction.on_commit(lambda: run_step.apply_async(args=args, **options))
 
 
-def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> None:
-    """Put the (locked) run at `target` and arrange what happens there. Caller saves the run."""
+def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> Task | None:
+    """Put the (locked) run at `target` and arrange what happens there.
+
+    The caller saves the run, then sends the returned task's message (if any) with _enqueue_step.
+    """
     run.current_state = target.id
     run.attempt = 0
     run.lease_until = None
+    follow = None
     if isinstance(target, Task):
         run.waiting_for = WaitKind.TASK
         run.dispatched_at = now
-        _enqueue_step(run, target)
+        follow = target
     elif isinstance(target, Approval):
         run.waiting_for = WaitKind.APPROVAL
     elif isinstance(target, Timer):
@@ -121,47 +134,47 @@ def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> N
         run.error = {"code": target.code, "reason": target.reason(run.context)}
     if run.phase != Phase.RUNNING and journey.on_finish is not None:
         journey.on_finish(run)
+    return follow
 
 
-def _record(run: JourneyRun, state: str, *, started_at: datetime, outcome: str, attempt: int, detail: str = "") -> None:
+def _record(
+    run: JourneyRun, state: str, *, started_at: datetime, outcome: str, attempt: int, detail: str = ""
+) -> None:
     JourneyStep.objects.create(
-        run=run, state=state, attempt=attempt, started_at=started_at, finished_at=timezone.now(), outcome=outcome, detail=detail
+        run=run,
+        state=state,
+        attempt=attempt,
+        started_at=started_at,
+        finished_at=timezone.now(),
+        outcome=outcome,
+        detail=detail,
     )
 
 
-def _advance(run: JourneyRun, journey: Journey, state: State, outcome: str | None, *, started_at: datetime) -> None:
+def _advance(
+    run: JourneyRun, journey: Journey, state: State, outcome: str | None, *, started_at: datetime
+) -> None:
     """Record the step's history row and move the (locked) run on: one statement for both."""
-    now = timezone.now()
     attempt = max(run.attempt, 1)
-    _enter(run, journey, journey.state(state.route(outcome)), now)
+    follow = _enter(run, journey, journey.state(state.route(outcome)), timezone.now())
     _save_with_history(run, state.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt)
-
-
-# Every column run.save() would write, in a fixed order (the primary key is the WHERE).
-_RUN_FIELDS = [f for f in JourneyRun._meta.concrete_fields if not f.primary_key]
-_SAVE_WITH_HISTORY_SQL = (
-    "WITH history AS ("  # noqa: S608 - column names come from the model
-    " INSERT INTO journeys_journeystep (run_id, state, attempt, started_at, finished_at, outcome, detail)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-    ") UPDATE journeys_journeyrun SET "
-    + ", ".join(f"{f.column} = %s" for f in _RUN_FIELDS)
-    + " WHERE id = %s"
-)
+    if follow is not None:
+        _enqueue_step(run, follow)
 
 
 def _save_with_history(
     run: JourneyRun, state: str, *, started_at: datetime, outcome: str, attempt: int, detail: str = ""
 ) -> None:
-    """`_record(...)` then `run.save()` in one round trip: a data-modifying CTE inserts the history
-    row, the UPDATE writes every field as save() would (statement-level audit triggers still fire)."""
-    finished_at = timezone.now()
-    run.updated_at = finished_at  # auto_now, as save() would set it
-    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in _RUN_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SAVE_WITH_HISTORY_SQL,
-            [run.pk, state, attempt, started_at, finished_at, outcome, detail, *values, run.pk],
-        )
+    """`_record(...)` then save the (locked) run, in one round trip."""
+    runrow.save_with_history(
+        run,
+        state,
+        finished_at=timezone.now(),
+        started_at=started_at,
+        outcome=outcome,
+        attempt=attempt,
+        detail=detail,
+    )
 
 
 # --- Starting ------------------------------------------------------------------------------------
@@ -189,7 +202,9 @@ def run_start(
         raise NotFound(f"No journey named {journey_name!r}.")
     with audited(actor=actor, reason=f"journey {journey_name} started"):
         if dedupe_key is not None:
-            existing = JourneyRun.objects.filter(journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key).first()
+            existing = JourneyRun.objects.filter(
+                journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key
+            ).first()
             if existing is not None:
                 return existing, False
         run = JourneyRun(
@@ -205,17 +220,105 @@ def run_start(
         )
         try:
             with transaction.atomic():
-                _enter(run, journey, journey.state(start_at or journey.start), timezone.now())
+                follow = _enter(run, journey, journey.state(start_at or journey.start), timezone.now())
                 run.save()
+                if follow is not None:
+                    _enqueue_step(run, follow)
         except IntegrityError:
             if dedupe_key is None:
                 raise
-            return JourneyRun.objects.get(journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key), False
+            return JourneyRun.objects.get(
+                journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key
+            ), False
     log.info("journey.started", journey=journey_name, run=run.journey_id, tenant=tenant.pk)
     return run, True
 
 
 # --- Executing a step ----------------------------------------------------------------------------
+class _StepMovedOn(Exception):  # noqa: N818 - a signal, not an error
+    """The run left the step, or changed, after the step read it: this delivery is a duplicate."""
+
+
+class _LockBeforeFirstQuery:
+    """An execute wrapper around a transactional step's work.
+
+    The step read its run without a lock (or took it from its message). Before the work's first
+    query this sends one statement that locks the run row, checks the run is still RUNNING at the
+    step and unchanged since the read, and attributes the transaction; from then on the work runs
+    under the lock, as if the step had locked first. A run that changed makes every query raise
+    _StepMovedOn, so the work and its transaction roll back.
+    """
+
+    def __init__(self, run: JourneyRun, *, actor: Actor, reason: str) -> None:
+        self.run, self.state_id = run, run.current_state
+        self.read_updated_at, self.read_attempt = run.updated_at, run.attempt
+        self.actor, self.reason = actor, reason
+        self.locked = False
+        self.moved = False
+
+    def __call__(self, execute, sql, params, many, context):
+        if not self.locked:
+            self.locked = True  # first: the lock's own query passes through this wrapper
+            self.moved = not runrow.lock_if_unchanged(
+                self.run,
+                state=self.state_id,
+                read_updated_at=self.read_updated_at,
+                read_attempt=self.read_attempt,
+                actor=self.actor,
+                reason=self.reason,
+            )
+        if self.moved:
+            raise _StepMovedOn
+        return execute(sql, params, many, context)
+
+
+def _run_transactional(
+    run: JourneyRun, journey: Journey, task: Task, *, actor: Actor, started_at: datetime
+) -> bool:
+    """Do a transactional step's work and record it in one transaction; False if the run changed.
+
+    A step whose work queries runs under the run's lock, taken just before its first query. One
+    that never queries (it routes on the context, say) costs one conditional statement in all.
+    """
+    reason = f"step {task.id}"
+    read_updated_at, read_attempt = run.updated_at, run.attempt
+    guard = _LockBeforeFirstQuery(run, actor=actor, reason=reason)
+    with transaction.atomic():
+        with connection.execute_wrapper(guard):
+            run.attempt += 1
+            attempt = run.attempt
+            outcome = task.fn(_step_context(run, actor))
+            follow = _enter(run, journey, journey.state(task.route(outcome)), timezone.now())
+        if guard.moved:
+            raise _StepMovedOn  # the work caught it: roll the work back all the same
+        if guard.locked:
+            _save_with_history(run, task.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt)
+            if follow is not None:
+                _enqueue_step(run, follow)
+            return True
+    # Nothing reached the database: the atomic block ended without a round trip. The step had no
+    # effect but its record, so that record need not wait for the WAL flush: should PostgreSQL
+    # crash before the flush, the run is back at this step and recovery runs it again, to the same
+    # effect. Whatever follows flushes it first (the next step's first write, a decision, a timer).
+    # A run's end is flushed at once, so a client never sees a finished run un-finish.
+    advanced = runrow.advance_if_unchanged(
+        run,
+        task.id,
+        read_updated_at=read_updated_at,
+        read_attempt=read_attempt,
+        finished_at=timezone.now(),
+        started_at=started_at,
+        outcome=outcome or "ok",
+        attempt=attempt,
+        actor=actor,
+        reason=reason,
+        flush=run.phase != Phase.RUNNING,
+    )
+    if advanced and follow is not None:
+        _enqueue_step(run, follow)
+    return advanced
+
+
 def _claim_lease(run_pk: int, state: str) -> bool:
     """Take the step for step_lease() unless the run moved on or another worker holds it."""
     with connection.cursor() as cursor:
@@ -228,46 +331,58 @@ def _claim_lease(run_pk: int, state: str) -> bool:
         return cursor.rowcount == 1
 
 
-def execute_step(*, run_pk: int, state_id: str, actor: Actor) -> StepResult:
-    """Run one step of one run, at most once in effect (see module docstring)."""
+def _run_leased(run: JourneyRun, journey: Journey, task: Task, *, actor: Actor, started_at: datetime) -> bool:
+    """Take a lease, do the (long, idempotent) work in its own transactions, then record it."""
+    if not _claim_lease(run.pk, task.id):
+        return False
+    run.refresh_from_db()
+    outcome = task.fn(_step_context(run, actor))
+    with audited(actor=actor, reason=f"step {task.id}"):
+        locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
+        if locked.phase != Phase.RUNNING or locked.current_state != task.id:
+            return False  # cancelled while the step worked
+        locked.context = run.context
+        _advance(locked, journey, task, outcome, started_at=started_at)
+    return True
+
+
+def execute_step(*, run_pk: int, state_id: str, actor: Actor, seen: dict | None = None) -> StepResult:
+    """Run one step of one run, at most once in effect (see module docstring).
+
+    `seen` is the snapshot the step's message carries (runrow.snapshot): the run as its sender left
+    it, used instead of reading the run. If the run changed since, the step reads it and goes on.
+    """
     started_at = timezone.now()
-    state = None
-    try:
-        # One round trip locks and reads the run and attributes the transaction. A transactional
-        # step does its work under that lock; a leased step's lock is released at once.
-        with audited_lock(actor=actor, reason=f"step {state_id}", model=JourneyRun, pk=run_pk) as run:
-            if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
-                return StepResult("skipped")
-            journey = _journey(run)
-            task = journey.state(state_id)
-            if not isinstance(task, Task):
-                return StepResult("skipped")
-            state = task
-            if state.transactional:
-                run.attempt += 1
-                outcome = state.fn(_step_context(run, actor))
-                _advance(run, journey, state, outcome, started_at=started_at)
-                return StepResult("done")
-    except Exception as exc:
-        if state is None:
-            raise  # no step ran: an unknown journey or state is the caller's error, as before
-        # a transactional step's attempt count rolled back with its work
-        return _step_failed(run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=True)
-    try:
-        if not _claim_lease(run_pk, state_id):
+    run = runrow.from_snapshot(run_pk, seen) if seen is not None else runrow.read(run_pk)
+    while True:
+        if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
             return StepResult("skipped")
-        run.refresh_from_db()
-        outcome = state.fn(_step_context(run, actor))
-        with audited(actor=actor, reason=f"step {state_id}"):
-            locked = JourneyRun.objects.select_for_update().get(pk=run_pk)
-            if locked.phase != Phase.RUNNING or locked.current_state != state_id:
-                return StepResult("skipped")  # cancelled while the step worked
-            locked.context = run.context
-            _advance(locked, journey, state, outcome, started_at=started_at)
-    except Exception as exc:  # noqa: BLE001 - any step failure is recorded on the run
-        # a leased step kept its attempt count (the lease claim committed it)
-        return _step_failed(run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=False)
-    return StepResult("done")
+        journey = _journey(run)  # an unknown journey or state is the caller's error: it raises
+        task = journey.state(state_id)
+        if not isinstance(task, Task):
+            return StepResult("skipped")
+        step = _run_transactional if task.transactional else _run_leased
+        try:
+            # nested in a caller's transaction (tests, a shell): attribute it and restore the caller's
+            scope = (
+                audited(actor=actor, reason=f"step {state_id}")
+                if connection.in_atomic_block
+                else nullcontext()
+            )
+            with scope:
+                if step(run, journey, task, actor=actor, started_at=started_at):
+                    return StepResult("done")
+        except _StepMovedOn:
+            pass
+        except Exception as exc:  # noqa: BLE001 - any step failure is recorded on the run
+            # a transactional step's attempt count rolled back with its work; a lease claim committed it
+            return _step_failed(
+                run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=task.transactional
+            )
+        if seen is None:
+            return StepResult("skipped")  # the run changed under a fresh read: another delivery has it
+        # the message's snapshot was stale (a retry after a failure, say): read the run and go on
+        seen, run = None, runrow.read(run_pk)
 
 
 def _step_failed(
@@ -281,7 +396,14 @@ def _step_failed(
         if count_attempt:
             run.attempt += 1
         attempt = max(run.attempt, 1)
-        _record(run, state_id, started_at=started_at, outcome="error", attempt=attempt, detail=traceback.format_exc()[-4000:])
+        _record(
+            run,
+            state_id,
+            started_at=started_at,
+            outcome="error",
+            attempt=attempt,
+            detail=traceback.format_exc()[-4000:],
+        )
         if attempt >= MAX_ATTEMPTS:
             run.phase = Phase.FAILED
             run.waiting_for = WaitKind.NONE
@@ -308,7 +430,9 @@ def _is_approver(user, tenant) -> bool:
     )
 
 
-def run_decide(*, run: JourneyRun, step_id: str, decision: str, comment: str, user, actor: Actor) -> JourneyRun:
+def run_decide(
+    *, run: JourneyRun, step_id: str, decision: str, comment: str, user, actor: Actor
+) -> JourneyRun:
     """Record the one decision of an approval step and continue the run.
 
     The decider holds journeys.approve_run in the run's tenant and did not start the run.
@@ -334,7 +458,12 @@ def run_decide(*, run: JourneyRun, step_id: str, decision: str, comment: str, us
         try:
             with transaction.atomic():
                 JourneyApproval.objects.create(
-                    run=locked, step_id=step_id, decision=decision, comment=comment, decided_by=user, preparer_id=locked.started_by_id
+                    run=locked,
+                    step_id=step_id,
+                    decision=decision,
+                    comment=comment,
+                    decided_by=user,
+                    preparer_id=locked.started_by_id,
                 )
         except IntegrityError as exc:
             raise StepNotActive(f"Step {step_id} was already decided.") from exc
@@ -358,8 +487,17 @@ def run_cancel(*, run: JourneyRun, actor: Actor, reason: str = "") -> JourneyRun
         if locked.phase != Phase.RUNNING:
             return locked
         now = timezone.now()
-        JourneyTimer.objects.filter(run=locked, fired_at__isnull=True, cancelled_at__isnull=True).update(cancelled_at=now)
-        _record(locked, locked.current_state, started_at=now, outcome="cancelled", attempt=max(locked.attempt, 1), detail=reason)
+        JourneyTimer.objects.filter(run=locked, fired_at__isnull=True, cancelled_at__isnull=True).update(
+            cancelled_at=now
+        )
+        _record(
+            locked,
+            locked.current_state,
+            started_at=now,
+            outcome="cancelled",
+            attempt=max(locked.attempt, 1),
+            detail=reason,
+        )
         locked.phase = Phase.FAILED
         locked.waiting_for = WaitKind.NONE
         locked.lease_until = None
@@ -413,10 +551,13 @@ def runs_recover_stalled(*, now: datetime | None = None) -> int:
         state = journey.state(run.current_state)
         with transaction.atomic():
             touched = JourneyRun.objects.filter(
-                pk=run.pk, phase=Phase.RUNNING, current_state=run.current_state, dispatched_at__lt=stalled_before
+                pk=run.pk,
+                phase=Phase.RUNNING,
+                current_state=run.current_state,
+                dispatched_at__lt=stalled_before,
             ).update(dispatched_at=now)
             if touched:
-                _enqueue_step(run, state)
+                _enqueue_step(run, state, with_snapshot=False)
                 count += 1
     if count:
         log.warning("journey.recovered_stalled", count=count)

@@ -7,9 +7,10 @@ from journeys import engine, scheduling
 
 
 @shared_task(name="journeys.run_step", bind=True, max_retries=None)
-def run_step(self, run_pk: int, state_id: str) -> str:
-    """Execute one step of one run; a duplicate delivery does nothing."""
-    result = engine.execute_step(run_pk=run_pk, state_id=state_id, actor=Actor.for_task(self.name, self.request.id))
+def run_step(self, run_pk: int, state_id: str, seen: dict | None = None) -> str:
+    """Execute one step of one run; a duplicate delivery does nothing. `seen`: the run as sent."""
+    actor = Actor.for_task(self.name, self.request.id)
+    result = engine.execute_step(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
     if result.status == "retry":
         raise self.retry(countdown=result.retry_in)
     return result.status

@@ -1,0 +1,240 @@
+"""The run row on a step's hot path: hand-written SQL, one round trip per statement.
+
+A step of a journey costs what its round trips cost, and the ORM's query building would cost more
+than the queries. So the statements a step sends are written out here, once:
+
+- `read` — the run, unlocked;
+- `save_with_history` — a locked run's new state and the step's history row, in one statement;
+- `advance_if_unchanged` — the same for a run nobody locked, only if the run is unchanged since it
+  was read, attributing itself (the whole step, in autocommit, in one statement);
+- `LOCK_IF_UNCHANGED_SQL` — lock the run, prove it unchanged, attribute the transaction.
+
+"Unchanged" means `updated_at` and `attempt` are still what the step read: every write of the run
+sets the first, and every attempt at a step counts in the second (so even two writes within one
+tick of the clock are told apart).
+
+A step's message may carry a `snapshot` of the run as its sender left it (`snapshot`/`from_snapshot`).
+The snapshot is only ever used under the same proof, so a stale one costs a read, never a wrong write.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from audit.actors import Actor
+from audit.context import attribution
+from journeys.models import JourneyRun
+
+_META = JourneyRun._meta
+# The columns a step can change: what every statement here writes (the rest never changes after
+# the run starts, so a snapshot need not carry it to write the row back).
+STEP_FIELDS = [
+    _META.get_field(name)
+    for name in (
+        "phase",
+        "current_state",
+        "waiting_for",
+        "context",
+        "output",
+        "error",
+        "lease_until",
+        "dispatched_at",
+        "attempt",
+        "updated_at",
+    )
+]
+_STEP_FIELD_NAMES = {f.attname for f in STEP_FIELDS}
+_ALL_FIELDS = list(_META.concrete_fields)
+_ALL_ATTNAMES = [f.attname for f in _ALL_FIELDS]
+# What a snapshot carries besides the step fields: what a step function and routing read.
+_IDENTITY_ATTNAMES = ("journey_id", "journey_name", "tenant_id", "subject_id", "started_by_id", "parent_id")
+# A context larger than this (serialized) is not carried in messages: the step reads the row.
+SNAPSHOT_MAX_CONTEXT = 8 * 1024
+
+_SET = ", ".join(f"{f.column} = %s" for f in STEP_FIELDS)
+_HISTORY_COLUMNS = "run_id, state, attempt, started_at, finished_at, outcome, detail"
+_READ_SQL = f"SELECT {', '.join(f.column for f in _ALL_FIELDS)} FROM journeys_journeyrun WHERE id = %s"  # noqa: S608
+_SAVE_WITH_HISTORY_SQL = (
+    f"WITH history AS (INSERT INTO journeys_journeystep ({_HISTORY_COLUMNS})"  # noqa: S608
+    f" VALUES (%s, %s, %s, %s, %s, %s, %s)) UPDATE journeys_journeyrun SET {_SET} WHERE id = %s"
+)
+_ADVANCE_IF_UNCHANGED_SQL = (
+    f"WITH advanced AS (UPDATE journeys_journeyrun SET {_SET}"  # noqa: S608
+    " FROM (SELECT {attribution}{commit}) AS attribution"
+    " WHERE id = %s AND phase = 'RUNNING' AND current_state = %s AND updated_at = %s AND attempt = %s"
+    " RETURNING id),"
+    f" history AS (INSERT INTO journeys_journeystep ({_HISTORY_COLUMNS})"
+    " SELECT id, %s, %s, %s, %s, %s, '' FROM advanced)"
+    " SELECT count(*) FROM advanced"
+)
+_LOCK_IF_UNCHANGED_SQL = (
+    f"SELECT {', '.join(f.column for f in _ALL_FIELDS)}, {{attribution}} FROM journeys_journeyrun"  # noqa: S608
+    " WHERE id = %s AND phase = 'RUNNING' AND current_state = %s FOR UPDATE"
+)
+
+
+@functools.cache
+def _converters() -> list[tuple[int, list, Any]]:
+    """(column index, converters, column) for the run's columns the database backend converts."""
+    found = []
+    for index, field in enumerate(_ALL_FIELDS):
+        column = field.get_col(_META.db_table)
+        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if converters:
+            found.append((index, converters, column))
+    return found
+
+
+def _from_row(row) -> JourneyRun:
+    values = list(row[: len(_ALL_FIELDS)])
+    for index, converters, column in _converters():
+        for convert in converters:
+            values[index] = convert(values[index], column, connection)
+    return JourneyRun.from_db(connection.alias, _ALL_ATTNAMES, values)
+
+
+def read(run_pk: int) -> JourneyRun | None:
+    """The run as it is now, unlocked."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_SQL, [run_pk])
+        row = cursor.fetchone()
+    return None if row is None else _from_row(row)
+
+
+def _step_values(run: JourneyRun) -> list:
+    return [f.get_db_prep_save(getattr(run, f.attname), connection) for f in STEP_FIELDS]
+
+
+def save_with_history(
+    run: JourneyRun,
+    state: str,
+    *,
+    finished_at: datetime,
+    started_at: datetime,
+    outcome: str,
+    attempt: int,
+    detail: str = "",
+) -> None:
+    """Write a locked run's step fields and insert the step's history row: one statement.
+
+    The run's statement-level audit triggers fire as for run.save().
+    """
+    run.updated_at = finished_at
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SAVE_WITH_HISTORY_SQL,
+            [run.pk, state, attempt, started_at, finished_at, outcome, detail, *_step_values(run), run.pk],
+        )
+
+
+def advance_if_unchanged(
+    run: JourneyRun,
+    state: str,
+    *,
+    read_updated_at: datetime,
+    read_attempt: int,
+    finished_at: datetime,
+    started_at: datetime,
+    outcome: str,
+    attempt: int,
+    actor: Actor,
+    reason: str,
+    flush: bool = True,
+) -> bool:
+    """`save_with_history` for a run nobody locked; False, writing nothing, if it changed meanwhile.
+
+    flush=False commits without waiting for the WAL flush (synchronous_commit off, this statement
+    only): PostgreSQL stays consistent, but a crash of PostgreSQL itself within ~0.6 s may undo the
+    statement. Only for a step that changed nothing else: undone, it simply runs again (see
+    engine._run_transactional).
+    """
+    run.updated_at = finished_at
+    select, attribution_params = attribution(actor=actor, reason=reason)
+    commit = "" if flush else ", set_config('synchronous_commit', 'off', true) AS _no_flush"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ADVANCE_IF_UNCHANGED_SQL.format(attribution=select, commit=commit),
+            [
+                *_step_values(run),
+                *attribution_params,
+                run.pk,
+                state,
+                read_updated_at,
+                read_attempt,
+                state,
+                attempt,
+                started_at,
+                finished_at,
+                outcome,
+            ],
+        )
+        return cursor.fetchone()[0] == 1
+
+
+def lock_if_unchanged(
+    run: JourneyRun, *, state: str, read_updated_at: datetime, read_attempt: int, actor: Actor, reason: str
+) -> bool:
+    """Lock the run row if it is still RUNNING at `state` and unchanged since read; attribute the
+    transaction. Fills in what a snapshot-built `run` lacks (never the fields a step changes)."""
+    select, attribution_params = attribution(actor=actor, reason=reason)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LOCK_IF_UNCHANGED_SQL.format(attribution=select), [*attribution_params, run.pk, state]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    current = _from_row(row)
+    if (current.updated_at, current.attempt) != (read_updated_at, read_attempt):
+        return False
+    for attname in _ALL_ATTNAMES:
+        if attname not in _STEP_FIELD_NAMES:
+            setattr(run, attname, getattr(current, attname))
+    return True
+
+
+# --- Snapshots carried in step messages -----------------------------------------------------------
+def _dump(field, value) -> str:
+    return json.dumps(value, cls=field.encoder)
+
+
+def snapshot(run: JourneyRun) -> dict[str, Any] | None:
+    """What a step message carries so the step need not read the run: the run as just written.
+
+    None when the context is too large to carry.
+    """
+    context = _dump(_META.get_field("context"), run.context)
+    if len(context) > SNAPSHOT_MAX_CONTEXT:
+        return None
+    data: dict[str, Any] = {name: getattr(run, name) for name in _IDENTITY_ATTNAMES}
+    data.update(
+        phase=run.phase,
+        current_state=run.current_state,
+        waiting_for=run.waiting_for,
+        context=context,
+        output=_dump(_META.get_field("output"), run.output),
+        error=_dump(_META.get_field("error"), run.error),
+        lease_until=run.lease_until.isoformat() if run.lease_until else None,
+        dispatched_at=run.dispatched_at.isoformat() if run.dispatched_at else None,
+        attempt=run.attempt,
+        updated_at=run.updated_at.isoformat(),
+    )
+    return data
+
+
+def from_snapshot(run_pk: int, data: dict[str, Any]) -> JourneyRun:
+    """The run a snapshot describes; only its identity and step fields are set."""
+    run = JourneyRun(pk=run_pk, **{name: data[name] for name in _IDENTITY_ATTNAMES})
+    run.phase, run.current_state, run.waiting_for = data["phase"], data["current_state"], data["waiting_for"]
+    run.context, run.output, run.error = (json.loads(data[name]) for name in ("context", "output", "error"))
+    run.lease_until = datetime.fromisoformat(data["lease_until"]) if data["lease_until"] else None
+    run.dispatched_at = datetime.fromisoformat(data["dispatched_at"]) if data["dispatched_at"] else None
+    run.attempt = data["attempt"]
+    run.updated_at = datetime.fromisoformat(data["updated_at"])
+    run._state.adding = False
+    return run
