@@ -19,12 +19,15 @@ The snapshot is only ever used under the same proof, so a stale one costs a read
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 from audit.actors import Actor
 from audit.context import attribution
@@ -78,6 +81,20 @@ _LOCK_IF_UNCHANGED_SQL = (
 )
 
 
+@contextlib.contextmanager
+def _cursor() -> Iterator[Any]:
+    """A Django cursor that binds parameters on the server, unlike Django's default cursor, so
+    psycopg prepares a statement after a few runs (its prepare_threshold) and PostgreSQL stops
+    parsing and planning the step's statements (~0.15 ms each). Django's wrappers (query logging,
+    execute wrappers, error translation) apply as to any cursor."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = ServerBindingCursor(connection.connection)
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with cursor:
+        yield cursor
+
+
 @functools.cache
 def _converters() -> list[tuple[int, list, Any]]:
     """(column index, converters, column) for the run's columns the database backend converts."""
@@ -100,7 +117,7 @@ def _from_row(row) -> JourneyRun:
 
 def read(run_pk: int) -> JourneyRun | None:
     """The run as it is now, unlocked."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_READ_SQL, [run_pk])
         row = cursor.fetchone()
     return None if row is None else _from_row(row)
@@ -125,7 +142,7 @@ def save_with_history(
     The run's statement-level audit triggers fire as for run.save().
     """
     run.updated_at = finished_at
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             _SAVE_WITH_HISTORY_SQL,
             [run.pk, state, attempt, started_at, finished_at, outcome, detail, *_step_values(run), run.pk],
@@ -156,7 +173,7 @@ def advance_if_unchanged(
     run.updated_at = finished_at
     select, attribution_params = attribution(actor=actor, reason=reason)
     commit = "" if flush else ", set_config('synchronous_commit', 'off', true) AS _no_flush"
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             _ADVANCE_IF_UNCHANGED_SQL.format(attribution=select, commit=commit),
             [
@@ -182,7 +199,7 @@ def lock_if_unchanged(
     """Lock the run row if it is still RUNNING at `state` and unchanged since read; attribute the
     transaction. Fills in what a snapshot-built `run` lacks (never the fields a step changes)."""
     select, attribution_params = attribution(actor=actor, reason=reason)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             _LOCK_IF_UNCHANGED_SQL.format(attribution=select), [*attribution_params, run.pk, state]
         )
