@@ -10,7 +10,8 @@ migrated here) and Redis database 8, then measures:
   (a) a bare Celery hop: a chain of tasks each enqueueing the next, ms per hop;
   (b) a 10-step journey of trivial transactional Task steps, ms per step (run created → SUCCEEDED);
       (a) and (b) alternate for --rounds rounds and each reports its median round;
-  (c) 1,000 three-step journeys started in one transaction, runs/s until all SUCCEEDED;
+  (c) 1,000 three-step journeys started one after another, runs/s from the first start until all
+      SUCCEEDED (DBOS's figure (d) is timed the same way);
   (d) the same three-step workflow on DBOS Transact (system database ledgerflow_bench_dbos,
       32 executor threads), in a child process, runs/s;
   (e) 1,000 bare three-hop Celery chains (no database): the most (c) could reach on this worker.
@@ -237,8 +238,9 @@ def bench_bare_chains(runs: int) -> dict:
 
 
 def bench_three_steps(runs: int) -> dict:
-    """runs/s for `runs` three-step journeys started in one transaction (all enqueued at its commit)."""
-    from django.db import connection, transaction
+    """runs/s for `runs` three-step journeys started one after another, as DBOS's are below: from
+    the first start to the last run SUCCEEDED (the worker runs steps while the starts go on)."""
+    from django.db import connection
     from django.db.models import Max
 
     from audit.actors import Actor
@@ -246,20 +248,17 @@ def bench_three_steps(runs: int) -> dict:
     from journeys.models import JourneyRun
 
     tenant, actor = _tenant(), Actor.system("bench")
-    with transaction.atomic():
-        started = [
-            engine.run_start(journey_name="bench-three-steps", tenant=tenant, actor=actor, context={"i": i})[
-                0
-            ].pk
-            for i in range(runs)
-        ]
     with connection.cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
-        committed_at = cursor.fetchone()[0]
+        first_start = cursor.fetchone()[0]
+    started = [
+        engine.run_start(journey_name="bench-three-steps", tenant=tenant, actor=actor, context={"i": i})[0].pk
+        for i in range(runs)
+    ]
     runs_qs = JourneyRun.objects.filter(pk__in=started)
     _wait(lambda: runs_qs.filter(phase="SUCCEEDED").count() == runs, timeout=600, interval=0.2)
     finished = runs_qs.aggregate(last=Max("updated_at"))["last"]
-    seconds = (finished - committed_at).total_seconds()
+    seconds = (finished - first_start).total_seconds()
     return {"runs": runs, "seconds": seconds, "runs_per_s": runs / seconds}
 
 

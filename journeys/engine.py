@@ -200,36 +200,44 @@ def run_start(
     journey = get_journey(journey_name)
     if journey is None:
         raise NotFound(f"No journey named {journey_name!r}.")
-    with audited(actor=actor, reason=f"journey {journey_name} started"):
-        if dedupe_key is not None:
-            existing = JourneyRun.objects.filter(
-                journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key
-            ).first()
-            if existing is not None:
-                return existing, False
-        run = JourneyRun(
-            journey_name=journey_name,
-            tenant=tenant,
-            subject_id=subject_id,
-            context=context,
-            started_by=started_by,
-            dedupe_key=dedupe_key,
-            parent=parent,
-            schedule=schedule,
-            occurrence=occurrence,
-        )
-        try:
-            with transaction.atomic():
-                follow = _enter(run, journey, journey.state(start_at or journey.start), timezone.now())
-                run.save()
-                if follow is not None:
-                    _enqueue_step(run, follow)
-        except IntegrityError:
-            if dedupe_key is None:
-                raise
-            return JourneyRun.objects.get(
-                journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key
-            ), False
+    reason = f"journey {journey_name} started"
+    start = journey.state(start_at or journey.start)
+    run = JourneyRun(
+        journey_name=journey_name,
+        tenant=tenant,
+        subject_id=subject_id,
+        context=context,
+        started_by=started_by,
+        dedupe_key=dedupe_key,
+        parent=parent,
+        schedule=schedule,
+        occurrence=occurrence,
+    )
+    if dedupe_key is None and isinstance(start, Task) and not connection.in_atomic_block:
+        # Nothing to look up and nothing but the run to write: one autocommitted statement.
+        follow = _enter(run, journey, start, timezone.now())
+        runrow.insert(run, actor=actor, reason=reason)
+        _enqueue_step(run, follow)
+    else:
+        with audited(actor=actor, reason=reason):
+            if dedupe_key is not None:
+                existing = JourneyRun.objects.filter(
+                    journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key
+                ).first()
+                if existing is not None:
+                    return existing, False
+            try:
+                with transaction.atomic():
+                    follow = _enter(run, journey, start, timezone.now())
+                    run.save()
+                    if follow is not None:
+                        _enqueue_step(run, follow)
+            except IntegrityError:
+                if dedupe_key is None:
+                    raise
+                return JourneyRun.objects.get(
+                    journey_name=journey_name, tenant=tenant, dedupe_key=dedupe_key
+                ), False
     log.info("journey.started", journey=journey_name, run=run.journey_id, tenant=tenant.pk)
     return run, True
 

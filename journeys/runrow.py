@@ -3,6 +3,7 @@
 A step of a journey costs what its round trips cost, and the ORM's query building would cost more
 than the queries. So the statements a step sends are written out here, once:
 
+- `insert` — a new run, attributing itself (starting a run, in autocommit, in one statement);
 - `read` — the run, unlocked;
 - `save_with_history` — a locked run's new state and the step's history row, in one statement;
 - `advance_if_unchanged` — the same for a run nobody locked, only if the run is unchanged since it
@@ -28,6 +29,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
+from django.utils import timezone
 
 from audit.actors import Actor
 from audit.context import attribution
@@ -59,6 +61,11 @@ _IDENTITY_ATTNAMES = ("journey_id", "journey_name", "tenant_id", "subject_id", "
 # A context larger than this (serialized) is not carried in messages: the step reads the row.
 SNAPSHOT_MAX_CONTEXT = 8 * 1024
 
+_INSERT_FIELDS = [f for f in _ALL_FIELDS if not f.primary_key]
+_INSERT_SQL = (
+    f"INSERT INTO journeys_journeyrun ({', '.join(f.column for f in _INSERT_FIELDS)})"  # noqa: S608
+    f" SELECT {', '.join(['%s'] * len(_INSERT_FIELDS))} FROM (SELECT {{attribution}}) AS attribution RETURNING id"
+)
 _SET = ", ".join(f"{f.column} = %s" for f in STEP_FIELDS)
 _HISTORY_COLUMNS = "run_id, state, attempt, started_at, finished_at, outcome, detail"
 _READ_SQL = f"SELECT {', '.join(f.column for f in _ALL_FIELDS)} FROM journeys_journeyrun WHERE id = %s"  # noqa: S608
@@ -113,6 +120,19 @@ def _from_row(row) -> JourneyRun:
         for convert in converters:
             values[index] = convert(values[index], column, connection)
     return JourneyRun.from_db(connection.alias, _ALL_ATTNAMES, values)
+
+
+def insert(run: JourneyRun, *, actor: Actor, reason: str) -> None:
+    """INSERT a new run as run.save() would (created_at and updated_at now), attributed by the
+    statement itself: the run's audit row says who started it without a transaction around it."""
+    run.created_at = run.updated_at = timezone.now()
+    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in _INSERT_FIELDS]
+    select, attribution_params = attribution(actor=actor, reason=reason)
+    with _cursor() as cursor:
+        cursor.execute(_INSERT_SQL.format(attribution=select), [*values, *attribution_params])
+        run.pk = cursor.fetchone()[0]
+    run._state.adding = False
+    run._state.db = connection.alias
 
 
 def read(run_pk: int) -> JourneyRun | None:

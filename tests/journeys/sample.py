@@ -73,3 +73,30 @@ quick = register(
         ],
     )
 )
+
+
+def route(ctx):
+    """Work that sends no query: it only reads and writes the run's context."""
+    CALLS.append("route")
+    ctx.context["routed"] = ctx.context.get("routed", 0) + 1
+
+
+def open_account(ctx):
+    """Work that writes to the database: opens one customer account for the run."""
+    from billing.models import Customer
+
+    CALLS.append("open_account")
+    Customer.objects.create(tenant_id=ctx.tenant_id, name=f"Account of {ctx.journey_id}", currency="EUR")
+
+
+quick = register(
+    Journey(
+        name="kernel-quick",
+        start="route",
+        states=[
+            Task("route", route, next="openAccount"),
+            Task("openAccount", open_account, next="done"),
+            Succeed("done", output=lambda c: {"status": "DONE"}),
+        ],
+    )
+)

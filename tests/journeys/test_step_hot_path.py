@@ -125,3 +125,34 @@ def test_a_large_context_is_not_carried_in_the_message_and_the_step_reads_the_ru
 
     assert result.status == "done"
     assert statements(queries) == 2  # the read, then the one statement that records the step
+
+
+def test_the_step_statement_is_prepared_once_it_has_run_a_few_times(tenant_a):
+    for _ in range(6):
+        run = start_quick(tenant_a.tenant)
+        engine.execute_step(run_pk=run.pk, state_id="route", actor=ACTOR, seen=runrow.snapshot(run))
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'WITH advanced AS (UPDATE%%'"
+        )
+        prepared = cursor.fetchall()
+    assert len(prepared) == 1
+
+
+def test_starting_a_run_is_one_attributed_statement_and_its_first_step_carries_the_run(tenant_a):
+    with CaptureQueriesContext(connection) as queries:
+        run, created = engine.run_start(
+            journey_name="kernel-quick", tenant=tenant_a.tenant, actor=ACTOR, context={"a": 1}
+        )
+
+    assert created and statements(queries) == 1
+    stored = JourneyRun.objects.get(pk=run.pk)
+    assert (stored.current_state, stored.waiting_for, stored.context) == ("route", "task", {"a": 1})
+    assert stored.updated_at == run.updated_at  # what the first step's message carries is the row
+    started = Event.objects.get(object_type="journeys.journeyrun", object_id=run.pk, action="created")
+    assert (started.actor_id, started.reason) == ("task-1", "journey kernel-quick started")
+    assert (
+        engine.execute_step(run_pk=run.pk, state_id="route", actor=ACTOR, seen=runrow.snapshot(run)).status
+        == "done"
+    )
