@@ -3,6 +3,9 @@
 Invariants:
 - The run row is the truth. A step task carries (run, state) and does nothing unless the run is
   still RUNNING at that state; it records the next state and enqueues what follows on commit.
+- A step's work runs under the run row's lock, taken with the work's first query; work that sends
+  no query is recorded by one statement that moves the run on only if it is unchanged. The message
+  may carry the run as sent (runrow.snapshot), trusted only under that same check.
 - A pause is a state of the row (an approval to decide, a timer row to fire), never a waiting task.
 """
 

@@ -264,14 +264,24 @@ def snapshot(run: JourneyRun) -> dict[str, Any] | None:
     return data
 
 
+def _when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+# How a snapshot's values come back: JSON fields were sent as text, datetimes in ISO 8601.
+_LOADS = {"context": json.loads, "output": json.loads, "error": json.loads}
+_LOADS.update(dict.fromkeys(("lease_until", "dispatched_at", "updated_at"), _when))
+
+
 def from_snapshot(run_pk: int, data: dict[str, Any]) -> JourneyRun:
-    """The run a snapshot describes; only its identity and step fields are set."""
-    run = JourneyRun(pk=run_pk, **{name: data[name] for name in _IDENTITY_ATTNAMES})
-    run.phase, run.current_state, run.waiting_for = data["phase"], data["current_state"], data["waiting_for"]
-    run.context, run.output, run.error = (json.loads(data[name]) for name in ("context", "output", "error"))
-    run.lease_until = datetime.fromisoformat(data["lease_until"]) if data["lease_until"] else None
-    run.dispatched_at = datetime.fromisoformat(data["dispatched_at"]) if data["dispatched_at"] else None
-    run.attempt = data["attempt"]
-    run.updated_at = datetime.fromisoformat(data["updated_at"])
-    run._state.adding = False
-    return run
+    """The run a snapshot describes: its identity and step fields; the rest None until a lock
+    reads them (lock_if_unchanged)."""
+    values = [
+        run_pk if field.primary_key else _LOADS.get(field.attname, _same)(data.get(field.attname))
+        for field in _ALL_FIELDS
+    ]
+    return JourneyRun.from_db(connection.alias, _ALL_ATTNAMES, values)
+
+
+def _same(value: Any) -> Any:
+    return value
