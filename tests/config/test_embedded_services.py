@@ -158,8 +158,8 @@ class Stack:
             try:
                 if requests.get(f"{self.base}/readyz", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or its first request is still loading the application
             time.sleep(0.2)
         raise AssertionError(f"not ready within {START_TIMEOUT}s:\n{self.output[-4000:]}")
 
