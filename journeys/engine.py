@@ -21,6 +21,7 @@ import structlog
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.pq import TransactionStatus
 
 from audit.actors import Actor
 from audit.context import audited
@@ -269,18 +270,27 @@ class _LockBeforeFirstQuery:
 
     def __call__(self, execute, sql, params, many, context):
         if not self.locked:
-            self.locked = True  # first: the lock's own query passes through this wrapper
-            self.moved = not runrow.lock_if_unchanged(
-                self.run,
-                state=self.state_id,
-                read_updated_at=self.read_updated_at,
-                read_attempt=self.read_attempt,
-                actor=self.actor,
-                reason=self.reason,
-            )
+            self.lock()
         if self.moved:
             raise _StepMovedOn
         return execute(sql, params, many, context)
+
+    def lock(self) -> None:
+        self.locked = True  # first: the lock's own query passes through this wrapper
+        self.moved = not runrow.lock_if_unchanged(
+            self.run,
+            state=self.state_id,
+            read_updated_at=self.read_updated_at,
+            read_attempt=self.read_attempt,
+            actor=self.actor,
+            reason=self.reason,
+        )
+
+    def lock_if_bypassed(self) -> None:
+        """Lock now if the work began the transaction without a query through Django's cursor
+        (a raw COPY, say): its changes then commit only with the step's record, or roll back."""
+        if not self.locked and connection.connection.info.transaction_status != TransactionStatus.IDLE:
+            self.lock()
 
 
 def _run_transactional(
@@ -300,6 +310,7 @@ def _run_transactional(
             attempt = run.attempt
             outcome = task.fn(_step_context(run, actor))
             follow = _enter(run, journey, journey.state(task.route(outcome)), timezone.now())
+        guard.lock_if_bypassed()
         if guard.moved:
             raise _StepMovedOn  # the work caught it: roll the work back all the same
         if guard.locked:

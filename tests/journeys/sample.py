@@ -100,3 +100,24 @@ quick = register(
         ],
     )
 )
+
+
+def copy_account(ctx):
+    """Work whose first database action bypasses Django's execute path: a COPY."""
+    from django.db import connection
+    from django.utils import timezone
+
+    CALLS.append("copy_account")
+    columns = "tenant_id, external_ref, name, email, currency, address_line1, address_line2, city, postal_code, country, is_active, created_at, updated_at"
+    now = timezone.now()
+    with connection.cursor() as cursor, cursor.copy(f"COPY billing_customer ({columns}) FROM STDIN") as copy:
+        copy.write_row([ctx.tenant_id, "", f"Copied for {ctx.journey_id}", "", "EUR", "", "", "", "", "", True, now, now])
+
+
+copying = register(
+    Journey(
+        name="kernel-copy",
+        start="copyAccount",
+        states=[Task("copyAccount", copy_account, next="done"), Succeed("done")],
+    )
+)

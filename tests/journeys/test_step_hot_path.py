@@ -156,3 +156,24 @@ def test_starting_a_run_is_one_attributed_statement_and_its_first_step_carries_t
         engine.execute_step(run_pk=run.pk, state_id="route", actor=ACTOR, seen=runrow.snapshot(run)).status
         == "done"
     )
+
+
+def test_work_that_begins_with_a_raw_copy_still_rolls_back_when_the_run_moved_on(tenant_a):
+    run, _ = engine.run_start(journey_name="kernel-copy", tenant=tenant_a.tenant, actor=Actor.system("tests"), context={})
+    seen = runrow.snapshot(run)
+    engine.run_cancel(run=run, actor=Actor.system("tests"), reason="stop")  # after the message was sent
+
+    result = engine.execute_step(run_pk=run.pk, state_id="copyAccount", actor=ACTOR, seen=seen)
+
+    assert result.status == "skipped"
+    assert not Customer.objects.filter(name=f"Copied for {run.journey_id}").exists()
+
+
+def test_work_that_begins_with_a_raw_copy_commits_with_the_steps_record(tenant_a):
+    run, _ = engine.run_start(journey_name="kernel-copy", tenant=tenant_a.tenant, actor=Actor.system("tests"), context={})
+
+    result = engine.execute_step(run_pk=run.pk, state_id="copyAccount", actor=ACTOR, seen=runrow.snapshot(run))
+
+    run.refresh_from_db()
+    assert (result.status, run.phase) == ("done", "SUCCEEDED")
+    assert Customer.objects.filter(name=f"Copied for {run.journey_id}").count() == 1
