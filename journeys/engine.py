@@ -26,22 +26,14 @@ from psycopg.pq import TransactionStatus
 from audit.actors import Actor
 from audit.context import audited
 from core.errors import ApplicationError, Conflict, NotFound
-from journeys import runrow
+from journeys import leases, runrow
 from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
 from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer, Phase, WaitKind
 
 log = structlog.get_logger(__name__)
 
-# A step that runs longer than this without finishing is presumed dead and handed on by recovery.
-STEP_LEASE = timedelta(minutes=5)
 # A step enqueued this long ago and never picked up is presumed lost in transit (Redis restart).
 STALL_AFTER = timedelta(seconds=60)
-
-
-def step_lease() -> timedelta:
-    """STEP_LEASE, unless settings shorten it (JOURNEY_STEP_LEASE_SECONDS: fault tests' workers)."""
-    seconds = getattr(settings, "JOURNEY_STEP_LEASE_SECONDS", None)
-    return STEP_LEASE if seconds is None else timedelta(seconds=seconds)
 
 
 def stall_after() -> timedelta:
@@ -341,24 +333,13 @@ def _run_transactional(
     return advanced
 
 
-def _claim_lease(run_pk: int, state: str) -> bool:
-    """Take the step for step_lease() unless the run moved on or another worker holds it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE journeys_journeyrun SET lease_until = now() + %s, attempt = attempt + 1, updated_at = now() "
-            "WHERE id = %s AND phase = 'RUNNING' AND current_state = %s "
-            "AND (lease_until IS NULL OR lease_until < now())",
-            [step_lease(), run_pk, state],
-        )
-        return cursor.rowcount == 1
-
-
 def _run_leased(run: JourneyRun, journey: Journey, task: Task, *, actor: Actor, started_at: datetime) -> bool:
     """Take a lease, do the (long, idempotent) work in its own transactions, then record it."""
-    if not _claim_lease(run.pk, task.id):
+    if not leases.claim(run.pk, task.id):
         return False
     run.refresh_from_db()
-    outcome = task.fn(_step_context(run, actor))
+    with leases.Heartbeat(run.pk, task.id):
+        outcome = task.fn(_step_context(run, actor))
     with audited(actor=actor, reason=f"step {task.id}"):
         locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
         if locked.phase != Phase.RUNNING or locked.current_state != task.id:

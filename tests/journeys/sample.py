@@ -121,3 +121,27 @@ copying = register(
         states=[Task("copyAccount", copy_account, next="done"), Succeed("done")],
     )
 )
+
+
+def slow_send(ctx):
+    """Long outside work (a leased step) that outlives its lease, then asks recovery what it sees."""
+    import time
+
+    from django.utils import timezone
+
+    from journeys import engine
+    from journeys.models import JourneyRun
+
+    time.sleep(ctx.context["work_seconds"])
+    ctx.context["recovered_while_working"] = engine.runs_recover_stalled()
+    lease_until = JourneyRun.objects.values_list("lease_until", flat=True).get(pk=ctx.run_pk)
+    ctx.context["lease_left_at_the_end"] = (lease_until - timezone.now()).total_seconds()
+
+
+slow = register(
+    Journey(
+        name="kernel-slow",
+        start="slowSend",
+        states=[Task("slowSend", slow_send, transactional=False, next="done"), Succeed("done")],
+    )
+)
