@@ -212,10 +212,10 @@ CELERY_BEAT_SCHEDULE = {
     "journeys: fire due timers": {"task": "journeys.fire_due_timers", "schedule": 5.0},
     "journeys: recover stalled runs": {"task": "journeys.recover_stalled_runs", "schedule": 30.0},
 }
-# How long a leased (transactional=False) journey step is held before recovery may hand it on, and
-# how long a dispatched step may go unclaimed before it is presumed lost in transit. The defaults
-# are the kernel's (5 min, 60 s); fault tests shorten them for their subprocess workers.
-JOURNEY_STEP_LEASE_SECONDS = env.int("JOURNEY_STEP_LEASE_SECONDS", default=300)
+# How long a leased (transactional=False) journey step holds its run without renewing the lease (a
+# working step renews it every third of this) before recovery may hand it on, and how long a
+# dispatched step may go unclaimed before it is presumed lost in transit. Fault tests shorten both.
+JOURNEY_STEP_LEASE_SECONDS = env.int("JOURNEY_STEP_LEASE_SECONDS", default=90)
 JOURNEY_STALL_AFTER_SECONDS = env.int("JOURNEY_STALL_AFTER_SECONDS", default=60)
 # How often beat ticks each journey schedule; an occurrence starts at most this late.
 JOURNEY_SCHEDULE_TICK_SECONDS = env.int("JOURNEY_SCHEDULE_TICK_SECONDS", default=10)

@@ -14,7 +14,7 @@ from django.db import connection
 log = structlog.get_logger(__name__)
 
 # A step whose lease was not renewed for this long is presumed dead and handed on by recovery.
-STEP_LEASE = timedelta(minutes=5)
+STEP_LEASE = timedelta(seconds=90)
 
 
 def step_lease() -> timedelta:
