@@ -153,24 +153,9 @@ def _advance(
     """Record the step's history row and move the (locked) run on: one statement for both."""
     attempt = max(run.attempt, 1)
     follow = _enter(run, journey, journey.state(state.route(outcome)), timezone.now())
-    _save_with_history(run, state.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt)
+    runrow.save_with_history(run, state.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt)
     if follow is not None:
         _enqueue_step(run, follow)
-
-
-def _save_with_history(
-    run: JourneyRun, state: str, *, started_at: datetime, outcome: str, attempt: int, detail: str = ""
-) -> None:
-    """`_record(...)` then save the (locked) run, in one round trip."""
-    runrow.save_with_history(
-        run,
-        state,
-        finished_at=timezone.now(),
-        started_at=started_at,
-        outcome=outcome,
-        attempt=attempt,
-        detail=detail,
-    )
 
 
 # --- Starting ------------------------------------------------------------------------------------
@@ -294,7 +279,6 @@ def _run_transactional(
     that never queries (it routes on the context, say) costs one conditional statement in all.
     """
     reason = f"step {task.id}"
-    read_updated_at, read_attempt = run.updated_at, run.attempt
     guard = _LockBeforeFirstQuery(run, actor=actor, reason=reason)
     with transaction.atomic():
         with connection.execute_wrapper(guard):
@@ -306,21 +290,22 @@ def _run_transactional(
         if guard.moved:
             raise _StepMovedOn  # the work caught it: roll the work back all the same
         if guard.locked:
-            _save_with_history(run, task.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt)
+            runrow.save_with_history(
+                run, task.id, started_at=started_at, outcome=outcome or "ok", attempt=attempt
+            )
             if follow is not None:
                 _enqueue_step(run, follow)
             return True
     # Nothing reached the database: the atomic block ended without a round trip. The step had no
     # effect but its record, so that record need not wait for the WAL flush: should PostgreSQL
     # crash before the flush, the run is back at this step and recovery runs it again, to the same
-    # effect. Whatever follows flushes it first (the next step's first write, a decision, a timer).
-    # A run's end is flushed at once, so a client never sees a finished run un-finish.
+    # effect. Any later synchronous commit (a step that writes, a lease claim, a decision) flushes
+    # it too. A run's end is flushed at once, so a client never sees a finished run un-finish.
     advanced = runrow.advance_if_unchanged(
         run,
         task.id,
-        read_updated_at=read_updated_at,
-        read_attempt=read_attempt,
-        finished_at=timezone.now(),
+        read_updated_at=guard.read_updated_at,
+        read_attempt=guard.read_attempt,
         started_at=started_at,
         outcome=outcome or "ok",
         attempt=attempt,
@@ -353,39 +338,44 @@ def execute_step(*, run_pk: int, state_id: str, actor: Actor, seen: dict | None 
     """Run one step of one run, at most once in effect (see module docstring).
 
     `seen` is the snapshot the step's message carries (runrow.snapshot): the run as its sender left
-    it, used instead of reading the run. If the run changed since, the step reads it and goes on.
+    it, used instead of reading the run. If the run changed since (a retry after a failure, say),
+    the step reads it and goes on.
     """
     started_at = timezone.now()
-    run = runrow.from_snapshot(run_pk, seen) if seen is not None else runrow.read(run_pk)
-    while True:
-        if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
-            return StepResult("skipped")
-        journey = _journey(run)  # an unknown journey or state is the caller's error: it raises
-        task = journey.state(state_id)
-        if not isinstance(task, Task):
-            return StepResult("skipped")
-        step = _run_transactional if task.transactional else _run_leased
-        try:
-            # nested in a caller's transaction (tests, a shell): attribute it and restore the caller's
-            scope = (
-                audited(actor=actor, reason=f"step {state_id}")
-                if connection.in_atomic_block
-                else nullcontext()
+    if seen is not None:
+        result = _execute(runrow.from_snapshot(run_pk, seen), state_id, actor=actor, started_at=started_at)
+        if result is not None:
+            return result
+    result = _execute(runrow.read(run_pk), state_id, actor=actor, started_at=started_at)
+    # None: the run changed under a fresh read, so another delivery has the step
+    return result or StepResult("skipped")
+
+
+def _execute(
+    run: JourneyRun | None, state_id: str, *, actor: Actor, started_at: datetime
+) -> StepResult | None:
+    """One attempt at the step on `run` as read; None if the run changed since that read."""
+    if run is None or run.phase != Phase.RUNNING or run.current_state != state_id:
+        return StepResult("skipped")
+    journey = _journey(run)  # an unknown journey or state is the caller's error: it raises
+    task = journey.state(state_id)
+    if not isinstance(task, Task):
+        return StepResult("skipped")
+    step = _run_transactional if task.transactional else _run_leased
+    # nested in a caller's transaction (tests, a shell): attribute it and restore the caller's
+    scope = audited(actor=actor, reason=f"step {state_id}") if connection.in_atomic_block else nullcontext()
+    try:
+        with scope:
+            return (
+                StepResult("done") if step(run, journey, task, actor=actor, started_at=started_at) else None
             )
-            with scope:
-                if step(run, journey, task, actor=actor, started_at=started_at):
-                    return StepResult("done")
-        except _StepMovedOn:
-            pass
-        except Exception as exc:  # noqa: BLE001 - any step failure is recorded on the run
-            # a transactional step's attempt count rolled back with its work; a lease claim committed it
-            return _step_failed(
-                run_pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=task.transactional
-            )
-        if seen is None:
-            return StepResult("skipped")  # the run changed under a fresh read: another delivery has it
-        # the message's snapshot was stale (a retry after a failure, say): read the run and go on
-        seen, run = None, runrow.read(run_pk)
+    except _StepMovedOn:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any step failure is recorded on the run
+        # a transactional step's attempt count rolled back with its work; a lease claim committed it
+        return _step_failed(
+            run.pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=task.transactional
+        )
 
 
 def _step_failed(

@@ -8,7 +8,7 @@ than the queries. So the statements a step sends are written out here, once:
 - `save_with_history` — a locked run's new state and the step's history row, in one statement;
 - `advance_if_unchanged` — the same for a run nobody locked, only if the run is unchanged since it
   was read, attributing itself (the whole step, in autocommit, in one statement);
-- `LOCK_IF_UNCHANGED_SQL` — lock the run, prove it unchanged, attribute the transaction.
+- `lock_if_unchanged` — lock the run if it is unchanged, and attribute the transaction.
 
 "Unchanged" means `updated_at` and `attempt` are still what the step read: every write of the run
 sets the first, and every attempt at a step counts in the second (so even two writes within one
@@ -84,7 +84,7 @@ _ADVANCE_IF_UNCHANGED_SQL = (
 )
 _LOCK_IF_UNCHANGED_SQL = (
     f"SELECT {', '.join(f.column for f in _ALL_FIELDS)}, {{attribution}} FROM journeys_journeyrun"  # noqa: S608
-    " WHERE id = %s AND phase = 'RUNNING' AND current_state = %s FOR UPDATE"
+    " WHERE id = %s AND phase = 'RUNNING' AND current_state = %s AND updated_at = %s AND attempt = %s FOR UPDATE"
 )
 
 
@@ -122,14 +122,19 @@ def _from_row(row) -> JourneyRun:
     return JourneyRun.from_db(connection.alias, _ALL_ATTNAMES, values)
 
 
+def _values(run: JourneyRun, fields) -> list:
+    return [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
+
+
 def insert(run: JourneyRun, *, actor: Actor, reason: str) -> None:
     """INSERT a new run as run.save() would (created_at and updated_at now), attributed by the
     statement itself: the run's audit row says who started it without a transaction around it."""
     run.created_at = run.updated_at = timezone.now()
-    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in _INSERT_FIELDS]
     select, attribution_params = attribution(actor=actor, reason=reason)
     with _cursor() as cursor:
-        cursor.execute(_INSERT_SQL.format(attribution=select), [*values, *attribution_params])
+        cursor.execute(
+            _INSERT_SQL.format(attribution=select), [*_values(run, _INSERT_FIELDS), *attribution_params]
+        )
         run.pk = cursor.fetchone()[0]
     run._state.adding = False
     run._state.db = connection.alias
@@ -143,29 +148,32 @@ def read(run_pk: int) -> JourneyRun | None:
     return None if row is None else _from_row(row)
 
 
-def _step_values(run: JourneyRun) -> list:
-    return [f.get_db_prep_save(getattr(run, f.attname), connection) for f in STEP_FIELDS]
-
-
 def save_with_history(
     run: JourneyRun,
     state: str,
     *,
-    finished_at: datetime,
     started_at: datetime,
     outcome: str,
     attempt: int,
     detail: str = "",
 ) -> None:
-    """Write a locked run's step fields and insert the step's history row: one statement.
-
-    The run's statement-level audit triggers fire as for run.save().
-    """
-    run.updated_at = finished_at
+    """Write a locked run's step fields and insert the step's history row (finished now): one
+    statement. The run's statement-level audit triggers fire as for run.save()."""
+    run.updated_at = finished_at = timezone.now()
     with _cursor() as cursor:
         cursor.execute(
             _SAVE_WITH_HISTORY_SQL,
-            [run.pk, state, attempt, started_at, finished_at, outcome, detail, *_step_values(run), run.pk],
+            [
+                run.pk,
+                state,
+                attempt,
+                started_at,
+                finished_at,
+                outcome,
+                detail,
+                *_values(run, STEP_FIELDS),
+                run.pk,
+            ],
         )
 
 
@@ -175,7 +183,6 @@ def advance_if_unchanged(
     *,
     read_updated_at: datetime,
     read_attempt: int,
-    finished_at: datetime,
     started_at: datetime,
     outcome: str,
     attempt: int,
@@ -190,14 +197,14 @@ def advance_if_unchanged(
     statement. Only for a step that changed nothing else: undone, it simply runs again (see
     engine._run_transactional).
     """
-    run.updated_at = finished_at
+    run.updated_at = finished_at = timezone.now()
     select, attribution_params = attribution(actor=actor, reason=reason)
     commit = "" if flush else ", set_config('synchronous_commit', 'off', true) AS _no_flush"
     with _cursor() as cursor:
         cursor.execute(
             _ADVANCE_IF_UNCHANGED_SQL.format(attribution=select, commit=commit),
             [
-                *_step_values(run),
+                *_values(run, STEP_FIELDS),
                 *attribution_params,
                 run.pk,
                 state,
@@ -221,14 +228,13 @@ def lock_if_unchanged(
     select, attribution_params = attribution(actor=actor, reason=reason)
     with _cursor() as cursor:
         cursor.execute(
-            _LOCK_IF_UNCHANGED_SQL.format(attribution=select), [*attribution_params, run.pk, state]
+            _LOCK_IF_UNCHANGED_SQL.format(attribution=select),
+            [*attribution_params, run.pk, state, read_updated_at, read_attempt],
         )
         row = cursor.fetchone()
     if row is None:
         return False
     current = _from_row(row)
-    if (current.updated_at, current.attempt) != (read_updated_at, read_attempt):
-        return False
     for attname in _ALL_ATTNAMES:
         if attname not in _STEP_FIELD_NAMES:
             setattr(run, attname, getattr(current, attname))
@@ -236,8 +242,30 @@ def lock_if_unchanged(
 
 
 # --- Snapshots carried in step messages -----------------------------------------------------------
-def _dump(field, value) -> str:
-    return json.dumps(value, cls=field.encoder)
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+# What a snapshot carries: what a step function and routing read, and every step field (so the
+# one-statement record can write the row back). JSON fields travel as text, datetimes in ISO 8601:
+# (encode, decode) per attribute, the rest as they are.
+_SNAPSHOT_ATTNAMES = (*_IDENTITY_ATTNAMES, *(f.attname for f in STEP_FIELDS))
+_CODECS = {
+    name: (functools.partial(json.dumps, cls=_META.get_field(name).encoder), json.loads)
+    for name in ("context", "output", "error")
+}
+_CODECS.update(dict.fromkeys(("lease_until", "dispatched_at", "updated_at"), (_iso, _from_iso)))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_PLAIN = (_same, _same)
 
 
 def snapshot(run: JourneyRun) -> dict[str, Any] | None:
@@ -245,43 +273,15 @@ def snapshot(run: JourneyRun) -> dict[str, Any] | None:
 
     None when the context is too large to carry.
     """
-    context = _dump(_META.get_field("context"), run.context)
-    if len(context) > SNAPSHOT_MAX_CONTEXT:
-        return None
-    data: dict[str, Any] = {name: getattr(run, name) for name in _IDENTITY_ATTNAMES}
-    data.update(
-        phase=run.phase,
-        current_state=run.current_state,
-        waiting_for=run.waiting_for,
-        context=context,
-        output=_dump(_META.get_field("output"), run.output),
-        error=_dump(_META.get_field("error"), run.error),
-        lease_until=run.lease_until.isoformat() if run.lease_until else None,
-        dispatched_at=run.dispatched_at.isoformat() if run.dispatched_at else None,
-        attempt=run.attempt,
-        updated_at=run.updated_at.isoformat(),
-    )
-    return data
-
-
-def _when(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-# How a snapshot's values come back: JSON fields were sent as text, datetimes in ISO 8601.
-_LOADS = {"context": json.loads, "output": json.loads, "error": json.loads}
-_LOADS.update(dict.fromkeys(("lease_until", "dispatched_at", "updated_at"), _when))
+    data = {name: _CODECS.get(name, _PLAIN)[0](getattr(run, name)) for name in _SNAPSHOT_ATTNAMES}
+    return None if len(data["context"]) > SNAPSHOT_MAX_CONTEXT else data
 
 
 def from_snapshot(run_pk: int, data: dict[str, Any]) -> JourneyRun:
     """The run a snapshot describes: its identity and step fields; the rest None until a lock
     reads them (lock_if_unchanged)."""
     values = [
-        run_pk if field.primary_key else _LOADS.get(field.attname, _same)(data.get(field.attname))
+        run_pk if field.primary_key else _CODECS.get(field.attname, _PLAIN)[1](data.get(field.attname))
         for field in _ALL_FIELDS
     ]
     return JourneyRun.from_db(connection.alias, _ALL_ATTNAMES, values)
-
-
-def _same(value: Any) -> Any:
-    return value
