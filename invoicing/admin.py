@@ -10,8 +10,13 @@ from journeys.admin import approval_panels
 
 
 class _ReadOnlyInline(admin.TabularInline):
+    """Lines shown, never edited here: every field read-only, so non-editable ones (created_at) may be listed."""
+
     extra = 0
     can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
