@@ -256,13 +256,16 @@ def batch_validate(*, run_pk: int) -> dict:
 
 def batch_cancel_drafts(*, run_pk: int, actor: Actor, reason: str) -> int:
     """Cancel a run's drafts and give their charges back for the next run. Returns how many."""
+    from invoicing.services import invoices_release_charges
+
+    now = timezone.now()
     with audited(actor=actor, reason=reason):
         drafts = Invoice.objects.filter(batch_run_id=run_pk, status=InvoiceStatus.DRAFT)
         ids = list(drafts.values_list("id", flat=True))
-        from billing.models import Charge
-
-        Charge.objects.filter(invoice_id__in=ids).update(invoice=None)
-        return drafts.update(status=InvoiceStatus.CANCELLED, cancelled_at=timezone.now(), updated_at=timezone.now())
+        invoices_release_charges(invoice_ids=ids, released_at=now)
+        return Invoice.objects.filter(pk__in=ids, status=InvoiceStatus.DRAFT).update(
+            status=InvoiceStatus.CANCELLED, cancelled_at=now, updated_at=now
+        )
 
 
 def batch_issue(*, tenant: Tenant, run_pk: int, issue_date: date, actor: Actor) -> int:

@@ -89,9 +89,14 @@ class Invoice(models.Model):
 class InvoiceItem(models.Model):
     tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="items")
-    charge = models.OneToOneField(
-        "billing.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_item"
+    # The charge this line bills. Kept when the invoice is cancelled (the cancelled invoice still
+    # shows what it carried), so a charge may sit on several items, but on one live item at most.
+    charge = models.ForeignKey(
+        "billing.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_items"
     )
+    # When the invoice was cancelled and this line's charge given back to be billed again; null
+    # while the line is live.
+    released_at = models.DateTimeField(null=True, blank=True)
     subscription = models.ForeignKey(
         "billing.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_items"
     )
@@ -111,6 +116,12 @@ class InvoiceItem(models.Model):
             models.CheckConstraint(condition=Q(amount__gte=0), name="invoice_item_amount_non_negative"),
             models.CheckConstraint(
                 condition=Q(available_to_credit_amount__gte=0), name="invoice_item_available_non_negative"
+            ),
+            # A charge is billed by one live line at most; released lines keep their history.
+            models.UniqueConstraint(
+                fields=["charge"],
+                condition=Q(charge__isnull=False, released_at__isnull=True),
+                name="invoice_item_unique_live_charge",
             ),
         ]
 
