@@ -31,7 +31,10 @@ class Invoice(models.Model):
     # Why the last email of this invoice failed; empty when it did not.
     send_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    # Why the batch's reminder / final notice of this invoice failed; empty when it did not.
+    reminder_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     final_notice_sent_at = models.DateTimeField(null=True, blank=True)
+    final_notice_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     # The monthly batch (its batchId and the journey run) that drafted this invoice, if any.
     batch_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - part of a partial unique key
     batch_run = models.ForeignKey(

@@ -95,12 +95,20 @@ def send_invoices(ctx: StepContext) -> None:
 
 
 def send_first_reminder(ctx: StepContext) -> None:
-    ctx.context["remindedCount"] = batch.batch_send(run_pk=ctx.run_pk, kind=REMINDER, actor=ctx.actor).sent
+    result = batch.batch_send(run_pk=ctx.run_pk, kind=REMINDER, actor=ctx.actor)
+    ctx.context["remindedCount"], ctx.context["reminderFailedCount"] = result.sent, result.failed
 
 
 def send_final_notice(ctx: StepContext) -> None:
-    final = batch.batch_send(run_pk=ctx.run_pk, kind=FINAL_NOTICE, actor=ctx.actor).sent
-    _record_last_run(ctx, "CHASE_COMPLETED", remindedCount=ctx.context.get("remindedCount", 0), finalNoticeCount=final)
+    final = batch.batch_send(run_pk=ctx.run_pk, kind=FINAL_NOTICE, actor=ctx.actor)
+    _record_last_run(
+        ctx,
+        "CHASE_COMPLETED",
+        remindedCount=ctx.context.get("remindedCount", 0),
+        reminderFailedCount=ctx.context.get("reminderFailedCount", 0),
+        finalNoticeCount=final.sent,
+        finalNoticeFailedCount=final.failed,
+    )
 
 
 def first_reminder_due(context: dict, now: datetime) -> datetime:
