@@ -28,7 +28,6 @@ import pytest
 import redis
 import time_machine
 from aiosmtpd.controller import Controller
-from django.conf import settings
 from django.utils import timezone
 from kombu import pools
 
@@ -36,7 +35,13 @@ from audit.actors import Actor
 from invoicing.models import Invoice
 from journeys import engine, scheduling
 from journeys.models import JourneyRun, JourneyStep, JourneyTimer
-from tests.conftest import grant_approver, terminate_other_sessions, wait_for
+from tests.conftest import (
+    grant_approver,
+    subprocess_env,
+    suite_database_url,
+    terminate_other_sessions,
+    wait_for,
+)
 from tests.factories import CustomerFactory, MembershipFactory, SubscriptionFactory, UserFactory
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -202,30 +207,20 @@ class CeleryProcesses:
 @pytest.fixture
 def celery_processes(tmp_path, private_redis, smtp_receiver):
     controller, _ = smtp_receiver
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PYTHONPATH": str(ROOT),
-        "SECRET_KEY": "fault-tests-secret-key-ledgerflow-0123456789abcdefghijklmnop",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": private_redis.url,
-        "CELERY_BROKER_URL": private_redis.url,
-        "EMAIL_URL": f"smtp://127.0.0.1:{controller.port}",
-        "JOURNEY_STEP_LEASE_SECONDS": str(LEASE_SECONDS),
-        "LOG_JSON": "false",
-    }
-    env.pop("LEDGERFLOW_SERVICES", None)
+    env = subprocess_env(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        SECRET_KEY="fault-tests-secret-key-ledgerflow-0123456789abcdefghijklmnop",
+        DATABASE_URL=suite_database_url(),
+        REDIS_URL=private_redis.url,
+        CELERY_BROKER_URL=private_redis.url,
+        EMAIL_URL=f"smtp://127.0.0.1:{controller.port}",
+        JOURNEY_STEP_LEASE_SECONDS=str(LEASE_SECONDS),
+    )
     processes = CeleryProcesses(tmp_path, env)
     yield processes
     processes.kill_all()
     # the killed workers' sessions may linger a moment; the test database is flushed next
     terminate_other_sessions()
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @contextlib.contextmanager
