@@ -20,6 +20,7 @@ from django.utils import timezone
 from audit.actors import Actor
 from audit.context import audited
 from billing.models import Tenant
+from core.errors import Conflict
 from core.money import get_currency
 from core.timezones import business_zone
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER, send_invoice_document
@@ -335,8 +336,11 @@ def _claim_next(run_pk: int, kind: str) -> Invoice | None:
     )
 
 
-class SendIncomplete(RuntimeError):
+class SendIncomplete(Conflict):
     """Invoices are still due but another transaction holds them past CLAIM_WAIT_SECONDS."""
+
+    code = "send-incomplete"
+    title = "Send step incomplete"
 
 
 def _send_one(invoice: Invoice, *, kind: str, sent_field: str, error_field: str) -> None:
@@ -386,8 +390,9 @@ def batch_send(*, run_pk: int, kind: str, actor: Actor) -> SendResult:
         waiting_since = waiting_since or monotonic()
         if monotonic() - waiting_since > CLAIM_WAIT_SECONDS:
             raise SendIncomplete(
-                f"{left} invoice(s) stayed locked by another transaction for {CLAIM_WAIT_SECONDS}s; "
-                f"the {kind} step is retried."
+                f"{left} invoice(s) due a {kind} stayed locked by another transaction for {CLAIM_WAIT_SECONDS}s "
+                "(another worker or a long transaction on the invoices); the step is retried, and a run that "
+                "keeps failing here needs that transaction found and ended"
             )
         sleep(CLAIM_RETRY_SECONDS)
     invoices = Invoice.objects.filter(batch_run_id=run_pk)

@@ -23,9 +23,15 @@ from rest_framework.test import APIClient
 
 from invoicing.models import Invoice
 from journeys.models import JourneyApproval, JourneyRun
-from tests.conftest import grant_approver, subprocess_env, suite_database_url, terminate_other_sessions, wait_for
+from tests.conftest import (
+    grant_approver,
+    subprocess_env,
+    suite_database_url,
+    terminate_other_sessions,
+    wait_for,
+)
 from tests.factories import MembershipFactory, TokenFactory, UserFactory
-from tests.journeys.test_faults import CeleryProcesses, PrivateRedis, _free_port, publishing_to
+from tests.stack import CeleryProcesses, PrivateRedis, free_port, publishing_to
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -60,7 +66,7 @@ def stack(tmp_path, settings):
     redis_server = PrivateRedis(tmp_path)
     redis_server.start()
     sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     env = subprocess_env(
         DJANGO_SETTINGS_MODULE="config.settings",
