@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic, sleep
 
 import structlog
 from django.db import connection
@@ -19,6 +20,7 @@ from django.utils import timezone
 from audit.actors import Actor
 from audit.context import audited
 from billing.models import Tenant
+from core.errors import Conflict
 from core.money import get_currency
 from core.timezones import business_zone
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER, send_invoice_document
@@ -256,13 +258,16 @@ def batch_validate(*, run_pk: int) -> dict:
 
 def batch_cancel_drafts(*, run_pk: int, actor: Actor, reason: str) -> int:
     """Cancel a run's drafts and give their charges back for the next run. Returns how many."""
+    from invoicing.services import invoices_release_charges
+
+    now = timezone.now()
     with audited(actor=actor, reason=reason):
         drafts = Invoice.objects.filter(batch_run_id=run_pk, status=InvoiceStatus.DRAFT)
         ids = list(drafts.values_list("id", flat=True))
-        from billing.models import Charge
-
-        Charge.objects.filter(invoice_id__in=ids).update(invoice=None)
-        return drafts.update(status=InvoiceStatus.CANCELLED, cancelled_at=timezone.now(), updated_at=timezone.now())
+        invoices_release_charges(invoice_ids=ids, released_at=now)
+        return Invoice.objects.filter(pk__in=ids, status=InvoiceStatus.DRAFT).update(
+            status=InvoiceStatus.CANCELLED, cancelled_at=now, updated_at=now
+        )
 
 
 def batch_issue(*, tenant: Tenant, run_pk: int, issue_date: date, actor: Actor) -> int:
@@ -298,20 +303,59 @@ def batch_issue(*, tenant: Tenant, run_pk: int, issue_date: date, actor: Actor) 
 
 
 _SENT_FIELD = {INVOICE: "sent_at", REMINDER: "reminder_sent_at", FINAL_NOTICE: "final_notice_sent_at"}
+# Where a failed send of each kind is recorded, with its reason (a failed row is not retried by the step).
+_ERROR_FIELD = {INVOICE: "send_error", REMINDER: "reminder_error", FINAL_NOTICE: "final_notice_error"}
+# How long a send step waits for invoices another transaction holds (a second worker mid-send)
+# before it fails instead of reporting a partial send as done.
+CLAIM_WAIT_SECONDS = 120
+CLAIM_RETRY_SECONDS = 0.2
 
 
-def _claim_next(run_pk: int, kind: str, skip: set[int]) -> Invoice | None:
-    sent_field = _SENT_FIELD[kind]
-    queryset = Invoice.objects.select_for_update(skip_locked=True).select_related("customer", "tenant")
-    queryset = queryset.filter(batch_run_id=run_pk, **{f"{sent_field}__isnull": True}).exclude(pk__in=skip)
-    if kind == INVOICE:
-        queryset = queryset.filter(status__in=OPEN_STATUSES, send_error="")
-    else:
+def _due(run_pk: int, kind: str):
+    """The run's invoices still due this kind of message: not sent, not recorded as failed."""
+    queryset = Invoice.objects.filter(
+        batch_run_id=run_pk, status__in=OPEN_STATUSES, **{f"{_SENT_FIELD[kind]}__isnull": True, _ERROR_FIELD[kind]: ""}
+    )
+    if kind != INVOICE:
         # chasers go only to invoices still unpaid, and a final notice only after a reminder
-        queryset = queryset.filter(status__in=OPEN_STATUSES, balance__gt=0, sent_at__isnull=False)
+        queryset = queryset.filter(balance__gt=0, sent_at__isnull=False)
         if kind == FINAL_NOTICE:
             queryset = queryset.filter(reminder_sent_at__isnull=False)
-    return queryset.order_by("id").first()
+    return queryset
+
+
+def _claim_next(run_pk: int, kind: str) -> Invoice | None:
+    # of=("self",): lock the invoice row only. Without it the joined tenant and customer rows are
+    # locked too, and SKIP LOCKED skips every invoice whose tenant row anyone holds (a schedule tick).
+    return (
+        _due(run_pk, kind)
+        .select_for_update(skip_locked=True, of=("self",))
+        .select_related("customer", "tenant")
+        .order_by("id")
+        .first()
+    )
+
+
+class SendIncomplete(Conflict):
+    """Invoices are still due but another transaction holds them past CLAIM_WAIT_SECONDS."""
+
+    code = "send-incomplete"
+    title = "Send step incomplete"
+
+
+def _send_one(invoice: Invoice, *, kind: str, sent_field: str, error_field: str) -> None:
+    """Send one claimed invoice's message and stamp it, or record why it failed."""
+    try:
+        if not invoice.customer.email:
+            raise ValueError("customer has no email address")
+        send_invoice_document(invoice, kind)
+    except Exception as exc:  # noqa: BLE001 - one failed email never stops the batch
+        log.warning("invoice_send.failed", invoice=invoice.pk, run=invoice.batch_run_id, kind=kind, error=str(exc))
+        setattr(invoice, error_field, (str(exc) or type(exc).__name__)[:500])
+        invoice.save(update_fields=[error_field, "updated_at"])
+        return
+    setattr(invoice, sent_field, timezone.now())
+    invoice.save(update_fields=[sent_field, "updated_at"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,36 +365,41 @@ class SendResult:
 
 
 def batch_send(*, run_pk: int, kind: str, actor: Actor) -> SendResult:
-    """Email every invoice of the run due this `kind` of message, once each.
+    """Email every invoice of the run due this `kind` of message, once each; the step ends only
+    when a count finds none left (each one sent or its failure recorded with the reason).
 
     One invoice per transaction: claim it (SKIP LOCKED), send, stamp — a crash loses at most the
-    one in flight, which is sent again with the same Message-ID.
+    one in flight, which is sent again with the same Message-ID. The counts returned are the rows'.
     """
-    sent_field = _SENT_FIELD[kind]
-    failed: set[int] = set()
+    sent_field, error_field = _SENT_FIELD[kind], _ERROR_FIELD[kind]
+    waiting_since: float | None = None
     while True:
         with audited(actor=actor, reason=f"batch {kind} sent"):
-            invoice = _claim_next(run_pk, kind, failed)
-            if invoice is None:
-                break
-            try:
-                if not invoice.customer.email:
-                    raise ValueError("customer has no email address")
-                send_invoice_document(invoice, kind)
-            except Exception as exc:  # noqa: BLE001 - one failed email never stops the batch
-                log.warning("invoice_send.failed", invoice=invoice.pk, kind=kind, error=str(exc))
-                failed.add(invoice.pk)
-                if kind == INVOICE:
-                    invoice.send_error = str(exc)[:500] or type(exc).__name__
-                    invoice.save(update_fields=["send_error", "updated_at"])
-                continue
-            setattr(invoice, sent_field, timezone.now())
-            invoice.save(update_fields=[sent_field, "updated_at"])
+            invoice = _claim_next(run_pk, kind)
+            if invoice is not None:
+                _send_one(invoice, kind=kind, sent_field=sent_field, error_field=error_field)
+            else:
+                left = _due(run_pk, kind).count()
+        if invoice is not None:
+            waiting_since = None
+            continue
+        if not left:
+            break
+        # What is left is held by another transaction (a second worker sending it): wait for it
+        # to commit, but do not report a send step done while invoices are still due.
+        waiting_since = waiting_since or monotonic()
+        if monotonic() - waiting_since > CLAIM_WAIT_SECONDS:
+            raise SendIncomplete(
+                f"{left} invoice(s) due a {kind} stayed locked by another transaction for {CLAIM_WAIT_SECONDS}s "
+                "(another worker or a long transaction on the invoices); the step is retried, and a run that "
+                "keeps failing here needs that transaction found and ended"
+            )
+        sleep(CLAIM_RETRY_SECONDS)
     invoices = Invoice.objects.filter(batch_run_id=run_pk)
-    sent = invoices.filter(**{f"{sent_field}__isnull": False}).count()
-    if kind == INVOICE:
-        return SendResult(sent=sent, failed=invoices.exclude(send_error="").count())
-    return SendResult(sent=sent, failed=len(failed))
+    return SendResult(
+        sent=invoices.filter(**{f"{sent_field}__isnull": False}).count(),
+        failed=invoices.exclude(**{error_field: ""}).count(),
+    )
 
 
 def batch_latest_due_date(*, run_pk: int) -> date | None:

@@ -31,7 +31,10 @@ class Invoice(models.Model):
     # Why the last email of this invoice failed; empty when it did not.
     send_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    # Why the batch's reminder / final notice of this invoice failed; empty when it did not.
+    reminder_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     final_notice_sent_at = models.DateTimeField(null=True, blank=True)
+    final_notice_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     # The monthly batch (its batchId and the journey run) that drafted this invoice, if any.
     batch_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - part of a partial unique key
     batch_run = models.ForeignKey(
@@ -89,9 +92,14 @@ class Invoice(models.Model):
 class InvoiceItem(models.Model):
     tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="items")
-    charge = models.OneToOneField(
-        "billing.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_item"
+    # The charge this line bills. Kept when the invoice is cancelled (the cancelled invoice still
+    # shows what it carried), so a charge may sit on several items, but on one live item at most.
+    charge = models.ForeignKey(
+        "billing.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_items"
     )
+    # When the invoice was cancelled and this line's charge given back to be billed again; null
+    # while the line is live.
+    released_at = models.DateTimeField(null=True, blank=True)
     subscription = models.ForeignKey(
         "billing.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_items"
     )
@@ -111,6 +119,12 @@ class InvoiceItem(models.Model):
             models.CheckConstraint(condition=Q(amount__gte=0), name="invoice_item_amount_non_negative"),
             models.CheckConstraint(
                 condition=Q(available_to_credit_amount__gte=0), name="invoice_item_available_non_negative"
+            ),
+            # A charge is billed by one live line at most; released lines keep their history.
+            models.UniqueConstraint(
+                fields=["charge"],
+                condition=Q(charge__isnull=False, released_at__isnull=True),
+                name="invoice_item_unique_live_charge",
             ),
         ]
 

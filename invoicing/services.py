@@ -196,8 +196,16 @@ def invoice_cancel(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
         locked.status = InvoiceStatus.CANCELLED
         locked.cancelled_at = timezone.now()
         locked.save(update_fields=["status", "cancelled_at", "updated_at"])
-        Charge.objects.filter(invoice=locked).update(invoice=None)
+        invoices_release_charges(invoice_ids=[locked.pk], released_at=locked.cancelled_at)
     return locked
+
+
+def invoices_release_charges(*, invoice_ids: list[int], released_at) -> int:
+    """Give the charges of cancelled invoices back to be billed again, inside the caller's
+    transaction. The cancelled invoices' lines keep naming their charge (history), marked released,
+    so a charge is on one live line at most. Returns how many charges were released."""
+    InvoiceItem.objects.filter(invoice_id__in=invoice_ids, released_at__isnull=True).update(released_at=released_at)
+    return Charge.objects.filter(invoice_id__in=invoice_ids).update(invoice=None)
 
 
 def invoices_mark_overdue(*, tenant: Tenant | None = None, today: date | None = None, actor: Actor) -> int:

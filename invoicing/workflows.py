@@ -4,7 +4,9 @@ Configured once per tenant and batchId (POST /api/v1/journeys/monthly-invoicing-
 configuration run ends at once with status SCHEDULED and binds a schedule; every occurrence of the
 schedule then starts a scheduled run:
 
-    draftInvoices            one draft per active customer for the previous calendar month
+    draftInvoices            one draft per active customer for the previous calendar month;
+                             nothing to bill → recordNothingToBill → done (no approval)
+    recordNothingToBill      lastRun NOTHING_TO_BILL (e.g. a second occurrence of a billed period)
     validateDrafts           blocking findings? → recordValidationFailure → done (no approval)
     waitForFinanceApproval   step approveInvoiceBatch: APPROVED → sendInvoices, REJECTED → recordRejection
     recordRejection          lastRun REJECTED; the drafts are cancelled, their charges released
@@ -15,7 +17,8 @@ schedule then starts a scheduled run:
     sendFinalNotice          only invoices still unpaid → lastRun CHASE_COMPLETED
     done
 
-Every lastRun is copied onto the configuration run's result too.
+Every lastRun is copied onto the configuration run's result too; a run that FAILED leaves
+lastRun FAILED there with its error {code, reason}.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from core.timezones import business_today, business_zone
 from invoicing import batch
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER
 from journeys.definition import Approval, Journey, StepContext, Succeed, Task, Timer, register
-from journeys.models import JourneyRun
+from journeys.models import JourneyRun, Phase
 from journeys.occurrences import parse_interval
 
 NAME = "monthly-invoicing-batch"
@@ -57,7 +60,7 @@ def _record_last_run(ctx: StepContext, status: str, **fields) -> None:
             parent.save(update_fields=["output", "updated_at"])
 
 
-def draft_invoices(ctx: StepContext) -> None:
+def draft_invoices(ctx: StepContext) -> str:
     period = _period(ctx.context)
     summary = batch.batch_draft(
         tenant=Tenant.objects.get(pk=ctx.tenant_id),
@@ -68,6 +71,11 @@ def draft_invoices(ctx: StepContext) -> None:
     )
     ctx.context["billingPeriod"] = {"start": period.start.isoformat(), "end": period.end.isoformat()}
     ctx.context["batch"] = summary.as_context()
+    return "drafted" if summary.invoice_count else "nothing"
+
+
+def record_nothing_to_bill(ctx: StepContext) -> None:
+    _record_last_run(ctx, "NOTHING_TO_BILL", billingPeriod=ctx.context["billingPeriod"], invoiceCount=0)
 
 
 def validate_drafts(ctx: StepContext) -> str:
@@ -95,12 +103,20 @@ def send_invoices(ctx: StepContext) -> None:
 
 
 def send_first_reminder(ctx: StepContext) -> None:
-    ctx.context["remindedCount"] = batch.batch_send(run_pk=ctx.run_pk, kind=REMINDER, actor=ctx.actor).sent
+    result = batch.batch_send(run_pk=ctx.run_pk, kind=REMINDER, actor=ctx.actor)
+    ctx.context["remindedCount"], ctx.context["reminderFailedCount"] = result.sent, result.failed
 
 
 def send_final_notice(ctx: StepContext) -> None:
-    final = batch.batch_send(run_pk=ctx.run_pk, kind=FINAL_NOTICE, actor=ctx.actor).sent
-    _record_last_run(ctx, "CHASE_COMPLETED", remindedCount=ctx.context.get("remindedCount", 0), finalNoticeCount=final)
+    final = batch.batch_send(run_pk=ctx.run_pk, kind=FINAL_NOTICE, actor=ctx.actor)
+    _record_last_run(
+        ctx,
+        "CHASE_COMPLETED",
+        remindedCount=ctx.context.get("remindedCount", 0),
+        reminderFailedCount=ctx.context.get("reminderFailedCount", 0),
+        finalNoticeCount=final.sent,
+        finalNoticeFailedCount=final.failed,
+    )
 
 
 def first_reminder_due(context: dict, now: datetime) -> datetime:
@@ -120,6 +136,23 @@ def final_notice_due(context: dict, now: datetime) -> datetime:
 def note_latest_due_date(ctx: StepContext) -> None:
     latest = batch.batch_latest_due_date(run_pk=ctx.run_pk)
     ctx.context["latestDueDate"] = latest.isoformat() if latest else None
+
+
+def record_failure(run: JourneyRun) -> None:
+    """A scheduled run that FAILED: lastRun FAILED with its error on the configuration run."""
+    if run.phase != Phase.FAILED or not run.parent_id or not run.error:
+        return
+    last_run = {
+        "batchId": (run.context or {}).get("batchId"),
+        "runAt": timezone.now().isoformat(),
+        "status": "FAILED",
+        "journeyId": run.journey_id,
+        "error": {"code": run.error.get("code", ""), "reason": run.error.get("reason", "")},
+    }
+    with transaction.atomic():
+        parent = JourneyRun.objects.select_for_update().get(pk=run.parent_id)
+        parent.output = {**(parent.output or {}), "lastRun": last_run}
+        parent.save(update_fields=["output", "updated_at"])
 
 
 def approval_summary(context: dict) -> dict:
@@ -179,8 +212,10 @@ monthly_invoicing_batch = register(
         name=NAME,
         start="draftInvoices",
         config_output=config_output,
+        on_finish=record_failure,
         states=[
-            Task("draftInvoices", draft_invoices, next="validateDrafts"),
+            Task("draftInvoices", draft_invoices, routes={"drafted": "validateDrafts", "nothing": "recordNothingToBill"}),
+            Task("recordNothingToBill", record_nothing_to_bill, next="done"),
             Task("validateDrafts", validate_drafts, routes={"ok": "waitForFinanceApproval", "invalid": "recordValidationFailure"}),
             Task("recordValidationFailure", record_validation_failure, next="done"),
             Approval(

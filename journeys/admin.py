@@ -99,6 +99,8 @@ class JourneyRunAdmin(_TimelineMixin, ReadOnlyAdminMixin, TenantScopedAdmin):
         run = self.get_object(request, object_id)
         if run is not None:
             extra.update(self._timeline_context(run))
+            # why a FAILED run failed, in words (the raw detail stays in the timeline's step entry)
+            extra["run_error"] = selectors.run_error(run)
             if selectors.active_approval(run) is not None:
                 extra["approval_url"] = reverse("admin:journeys_pendingapproval_change", args=[run.pk])
         return super().change_view(request, object_id, form_url, extra_context=extra)

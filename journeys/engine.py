@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg.pq import TransactionStatus
 
@@ -378,6 +378,32 @@ def _execute(
         )
 
 
+def step_failure(state_id: str, exc: BaseException, *, attempts: int) -> dict[str, str]:
+    """The error of a run whose step failed for good: {code, reason, state, cause}.
+
+    The reason is for a person: what went wrong in words and what to do. A business refusal
+    (ApplicationError) gives its own detail; a database error names the rule it broke, never the
+    raw SQL message (that and the traceback stay in the step's detail on the run's timeline).
+    """
+    if isinstance(exc, ApplicationError):
+        cause, what = exc.code, exc.detail.rstrip(".")
+    elif isinstance(exc, IntegrityError):
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        cause = "database-constraint"
+        what = "its work conflicts with data already stored" + (f" (database rule {constraint})" if constraint else "")
+    elif isinstance(exc, OperationalError):
+        cause, what = "database-unavailable", "the database could not be reached or stopped the work"
+    elif isinstance(exc, DatabaseError):
+        cause, what = "database-error", "the database refused its work"
+    else:
+        cause, what = "unexpected-error", f"an unexpected {type(exc).__name__} stopped it"
+    reason = (
+        f"Step {state_id} failed {attempts} time{'s' if attempts != 1 else ''}: {what}. "
+        "Fix the cause, then start the run again; the technical detail is in the step's entry on the run's timeline."
+    )
+    return {"code": "STEP_FAILED", "reason": reason[:1000], "state": state_id, "cause": cause}
+
+
 def _step_failed(
     run_pk: int, state_id: str, exc: Exception, *, started_at: datetime, actor: Actor, count_attempt: bool
 ) -> StepResult:
@@ -400,7 +426,7 @@ def _step_failed(
         if attempt >= MAX_ATTEMPTS:
             run.phase = Phase.FAILED
             run.waiting_for = WaitKind.NONE
-            run.error = {"code": "STEP_FAILED", "reason": f"{state_id}: {exc}"[:1000]}
+            run.error = step_failure(state_id, exc, attempts=attempt)
             run.lease_until = None
             run.save()
             journey = get_journey(run.journey_name)

@@ -60,7 +60,16 @@ def run_status(run: JourneyRun) -> dict[str, Any]:
         status["approvalSummary"] = approval.summary(run.context)
     if run.context.get("lastRun"):
         status["lastRun"] = run.context["lastRun"]
+    if run.error:
+        status["error"] = run_error(run)
     return status
+
+
+def run_error(run: JourneyRun) -> dict[str, str] | None:
+    """{code, reason} of a failed run (the contract's error), None while it has none."""
+    if not run.error:
+        return None
+    return {"code": run.error.get("code", ""), "reason": run.error.get("reason", "")}
 
 
 def run_outcome(run: JourneyRun) -> dict[str, Any]:
@@ -76,7 +85,7 @@ def run_outcome(run: JourneyRun) -> dict[str, Any]:
         "_links": {"self": {"href": f"{API_PREFIX}/{run.journey_id}/result", "method": "GET"}},
     }
     if run.error:
-        outcome["error"] = {"code": run.error.get("code", ""), "reason": run.error.get("reason", "")}
+        outcome["error"] = run_error(run)
     return outcome
 
 

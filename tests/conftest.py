@@ -1,6 +1,8 @@
 """Shared fixtures: tenants with API clients, a system actor, draft and issued invoices."""
 
+import os
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -125,3 +127,28 @@ def grant_approver(user):
     group.permissions.add(Permission.objects.get(codename="approve_run", content_type__app_label="journeys"))
     user.groups.add(group)
     return user
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a subprocess of the suite takes from the caller's environment: how to find programs, the
+# home and temporary directories and the locale. Nothing that configures Ledgerflow (EMAIL_URL,
+# DATABASE_URL, REDIS_URL, CELERY_*, DJANGO_*, LEDGERFLOW_*, DEBUG …): a subprocess stack gets
+# exactly what its test passes, so an operator's shell cannot change what the test sees.
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV", "SYSTEMROOT")
+
+
+def subprocess_env(**variables: str) -> dict[str, str]:
+    """A clean environment for a subprocess started by a test: INHERITED_ENV plus `variables`."""
+    env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", LOG_JSON="false")
+    env.update(variables)
+    return env
+
+
+def suite_database_url() -> str:
+    """The URL of the test database this process uses (for a subprocess worker to share it)."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"

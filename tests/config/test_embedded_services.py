@@ -19,6 +19,7 @@ import requests
 
 from config import embedded
 from config.embedded import ServicesError, celery_broker_url, resolve
+from tests.conftest import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 # web, worker and beat as in the project's Procfile, trimmed to one process each and bound to
@@ -174,15 +175,12 @@ class Stack:
 
 
 def _stack_env(data_dir: Path, **overrides) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "LEDGERFLOW_", "DJANGO_"))}
-    env.update(
+    env = subprocess_env(
         DEBUG="true",
-        LOG_JSON="false",
         PORT=str(dead_port()),
         LEDGERFLOW_DATA_DIR=str(data_dir),
         # ensure_admin would otherwise keep a generated password in the checkout's .ledgerflow/.
         LEDGERFLOW_ADMIN_PASSWORD="embedded-stack-test-password",
-        PYTHONUNBUFFERED="1",
     )
     env.update(overrides)
     return env

@@ -1,19 +1,17 @@
 """Production-safe defaults: with DEBUG off the process refuses the development secret key,
 cookies are secure and the browsable API is off."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings_probe(env: dict, expression: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")
-    }
-    clean.update(env)
+    clean = subprocess_env(**env)
     code = f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; django.setup(); from django.conf import settings as s; print({expression})"
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60

@@ -1,6 +1,5 @@
 """`manage.py journey start|status|approve|cancel`: the same services as the API, errors without tracebacks."""
 
-import os
 import subprocess
 import sys
 from datetime import date
@@ -13,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from journeys.models import JourneyApproval, JourneyRun, JourneySchedule
-from tests.conftest import grant_approver, wait_for
+from tests.conftest import grant_approver, subprocess_env, wait_for
 from tests.factories import CustomerFactory, MembershipFactory, SubscriptionFactory, UserFactory
 from tests.journeys.helpers import waiting_monthly_batch
 
@@ -175,13 +174,13 @@ def test_cancel_ends_the_run_and_is_idempotent(run):
 
 @pytest.mark.django_db
 def test_errors_exit_non_zero_without_a_traceback():
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+    env = subprocess_env(
+        DJANGO_SETTINGS_MODULE="config.settings_test",
         # the test database, so the command finds the schema (and no journeys)
-        "DATABASE_URL": f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
+        DATABASE_URL=f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
         f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}",
-    }
+        LEDGERFLOW_TEST_REDIS_URL=settings.REDIS_URL,
+    )
 
     result = subprocess.run(
         [sys.executable, "manage.py", "journey", "status", "nope"],

@@ -9,94 +9,37 @@ lease through the environment, and timers are fired in this process under time-m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-import redis
 import time_machine
 from aiosmtpd.controller import Controller
-from django.conf import settings
 from django.utils import timezone
-from kombu import pools
 
 from audit.actors import Actor
 from invoicing.models import Invoice
 from journeys import engine, scheduling
 from journeys.models import JourneyRun, JourneyStep, JourneyTimer
-from tests.conftest import grant_approver, terminate_other_sessions, wait_for
+from tests.conftest import (
+    grant_approver,
+    subprocess_env,
+    suite_database_url,
+    terminate_other_sessions,
+    wait_for,
+)
 from tests.factories import CustomerFactory, MembershipFactory, SubscriptionFactory, UserFactory
+from tests.stack import CeleryProcesses, PrivateRedis, free_port, publishing_to
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 ACTOR = Actor.system("tests")
 # The worker's lease on a leased step: long enough for the worker to be killed inside it, short
 # enough that recovery can hand the step on a few seconds after the kill.
 LEASE_SECONDS = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- A private Redis, killable and restartable on the same port -----------------------------------
-class PrivateRedis:
-    def __init__(self, directory: Path):
-        self.port = _free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed")
-        # keeps nothing: a restart comes back empty, as a lost broker would
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture
@@ -131,122 +74,29 @@ class RecordingHandler:
 @pytest.fixture
 def smtp_receiver():
     handler = RecordingHandler(delay=0.08)
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller, handler
     controller.stop()
 
 
-# --- Celery subprocesses --------------------------------------------------------------------------
-class CeleryProcesses:
-    """Worker and beat subprocesses, each in its own process group so SIGKILL takes its children."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str]):
-        self.tmp_path, self.env = tmp_path, env
-        self.started: list[subprocess.Popen] = []
-
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args],
-            cwd=self.tmp_path,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.started.append(process)
-        return process
-
-    def worker(self) -> subprocess.Popen:
-        return self._start(
-            "worker",
-            [
-                "worker",
-                "-Q",
-                "default,io",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-l",
-                "info",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-        )
-
-    def beat(self) -> subprocess.Popen:
-        return self._start(
-            "beat", ["beat", "-l", "info", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
-        )
-
-    @staticmethod
-    def kill(process: subprocess.Popen) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            self.kill(process)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in sorted(self.tmp_path.glob("*.log"))
-        )
-
-
 @pytest.fixture
 def celery_processes(tmp_path, private_redis, smtp_receiver):
     controller, _ = smtp_receiver
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PYTHONPATH": str(ROOT),
-        "SECRET_KEY": "fault-tests-secret-key-ledgerflow-0123456789abcdefghijklmnop",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": private_redis.url,
-        "CELERY_BROKER_URL": private_redis.url,
-        "EMAIL_URL": f"smtp://127.0.0.1:{controller.port}",
-        "JOURNEY_STEP_LEASE_SECONDS": str(LEASE_SECONDS),
-        "LOG_JSON": "false",
-    }
-    env.pop("LEDGERFLOW_SERVICES", None)
+    env = subprocess_env(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        SECRET_KEY="fault-tests-secret-key-ledgerflow-0123456789abcdefghijklmnop",
+        DATABASE_URL=suite_database_url(),
+        REDIS_URL=private_redis.url,
+        CELERY_BROKER_URL=private_redis.url,
+        EMAIL_URL=f"smtp://127.0.0.1:{controller.port}",
+        JOURNEY_STEP_LEASE_SECONDS=str(LEASE_SECONDS),
+    )
     processes = CeleryProcesses(tmp_path, env)
     yield processes
     processes.kill_all()
     # the killed workers' sessions may linger a moment; the test database is flushed next
     terminate_other_sessions()
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@contextlib.contextmanager
-def publishing_to(url: str):
-    """Make this process's Celery app publish to `url` (the private Redis) for the block."""
-    from config.celery_app import app
-
-    def reset() -> None:
-        # kombu keeps its pools in process-wide registries keyed by URL: close and forget them all
-        pools.reset()
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    previous = app.conf.broker_url, app.conf.broker_write_url
-    app.conf.broker_url = app.conf.broker_write_url = url
-    reset()
-    try:
-        yield reset
-    finally:
-        app.conf.broker_url, app.conf.broker_write_url = previous
-        reset()
 
 
 # --- A monthly batch waiting for approval ----------------------------------------------------------

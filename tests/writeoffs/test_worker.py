@@ -17,7 +17,7 @@ from django.utils import timezone
 from invoicing.models import Invoice, InvoiceAdjustment
 from journeys import engine
 from journeys.models import ApprovalPolicy, JourneyRun
-from tests.conftest import terminate_other_sessions, wait_for
+from tests.conftest import subprocess_env, terminate_other_sessions, wait_for
 from tests.writeoffs.helpers import ACTOR, cancelled_subscription, start_run, unbalanced_invoice
 from writeoffs.models import WriteOffCandidate
 
@@ -64,15 +64,14 @@ def test_whole_run_on_a_real_worker(tenant_a, celery_worker):
 
 
 def start_worker(db_name: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
-        "REDIS_URL": settings.CELERY_BROKER_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "WRITEOFF_CHUNK_SIZE": "2",
-        "WRITEOFF_STALL_SECONDS": "2",
-    }
+    env = subprocess_env(
+        DJANGO_SETTINGS_MODULE="config.settings_test",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{db_name}",
+        # settings_test takes its Redis from this test-only variable alone
+        LEDGERFLOW_TEST_REDIS_URL=settings.CELERY_BROKER_URL,
+        WRITEOFF_CHUNK_SIZE="2",
+        WRITEOFF_STALL_SECONDS="2",
+    )
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork", "-c", "2", "-Q", "default,io",
                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"]
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
