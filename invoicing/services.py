@@ -556,7 +556,7 @@ def invoice_reverse_settlement(*, invoice: Invoice, actor: Actor, amount: Decima
             raise InvoiceCannotTakeBack(
                 f"A {locked.status} invoice has no payment to take back.", extra={"currentStatus": locked.status}
             )
-        if amount <= ZERO or amount > locked.amount_paid:
+        if amount < ZERO or amount > locked.amount_paid:
             raise InvoiceCannotTakeBack(
                 "The invoice has less paid than the amount to reverse.",
                 extra={"amountPaid": str(locked.amount_paid), "amount": str(amount)},

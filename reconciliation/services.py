@@ -824,8 +824,11 @@ def cursor_lock(tenant_id: int) -> None:
 
 
 def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reason: str) -> Reconciliation:
-    """Undo a match or dismiss a discrepancy: the bank entry goes back to the unmatched queue and
-    money applied to the invoice is taken back where the invoice's transition table allows."""
+    """Undo a match or dismiss a discrepancy, only where the books stay consistent: money applied
+    to the invoice is taken back where the invoice can take it back (never from a paid, written-off
+    or cancelled invoice: 409, nothing changes). The bank entry returns to the unmatched queue when
+    nothing of it stays allocated; money freed from an entry still partly allocated becomes an
+    amount_mismatch discrepancy for an operator."""
     if not reason.strip():
         raise ValidationFailed("Say why you unmatch.", field="reason")
     with audited(actor=actor, reason=f"unmatched: {reason}"):
@@ -833,7 +836,10 @@ def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reas
         locked = Reconciliation.objects.select_for_update().get(pk=reconciliation.pk)
         if locked.status not in ACTIVE_STATUSES:
             raise Conflict("This reconciliation is not active.", extra={"currentStatus": locked.status})
-        if locked.status == ReconciliationStatus.RECONCILED and locked.invoice_id and locked.amount > ZERO:
+        was_allocation = locked.status == ReconciliationStatus.RECONCILED and locked.invoice_id is not None
+        if was_allocation:
+            # Also for an allocation of 0 (a tolerance credit settled the rest): the invoice's
+            # status decides whether the match may go.
             invoicing_services.invoice_reverse_settlement(
                 invoice=locked.invoice, actor=actor, amount=locked.amount, reason=f"unmatched: {reason}"
             )
@@ -842,13 +848,31 @@ def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reas
         locked.resolution_reason = reason[:500]
         locked.save(update_fields=["status", "resolved_at", "resolution_reason"])
         if locked.bank_entry_id:
-            still_active = Reconciliation.objects.filter(
-                bank_entry_id=locked.bank_entry_id, status__in=ACTIVE_STATUSES
-            ).exists()
-            # Part of the entry is still allocated: what this row had is the operator's to match
-            # again by hand (a discrepancy entry can be matched, a reconciled one cannot).
-            BankEntry.objects.filter(pk=locked.bank_entry_id).update(
-                match_status=MatchStatus.DISCREPANCY if still_active else MatchStatus.UNMATCHED,
-                auto_match=False,
-            )
+            _entry_after_unmatch(locked, freed=was_allocation and locked.amount > ZERO)
     return locked
+
+
+def _entry_after_unmatch(undone: Reconciliation, *, freed: bool) -> None:
+    entry = BankEntry.objects.select_for_update().get(pk=undone.bank_entry_id)
+    active = entry.reconciliations.filter(status__in=ACTIVE_STATUSES)
+    if not active.exists():
+        entry.match_status = MatchStatus.UNMATCHED
+    else:
+        if freed:
+            Reconciliation.objects.create(
+                tenant_id=entry.tenant_id,
+                payment_id=undone.payment_id,
+                bank_entry=entry,
+                status=ReconciliationStatus.DISCREPANCY,
+                discrepancy_kind=DiscrepancyKind.AMOUNT_MISMATCH,
+                rule=MatchRule.MANUAL,
+                amount=ZERO,
+                currency=entry.currency,
+                difference=entry.amount - _allocated(active),
+                note="part of the bank entry is no longer allocated (unmatched)",
+            )
+        has_discrepancy = active.filter(status=ReconciliationStatus.DISCREPANCY).exists()
+        entry.match_status = MatchStatus.DISCREPANCY if has_discrepancy else MatchStatus.RECONCILED
+    # An operator unmatched it: the engine leaves it to operators from then on.
+    entry.auto_match = False
+    entry.save(update_fields=["match_status", "auto_match"])

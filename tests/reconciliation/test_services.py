@@ -688,3 +688,66 @@ def test_unmatching_a_written_off_invoices_payment_is_refused_and_changes_nothin
     recon.refresh_from_db()
     assert (invoice.status, invoice.balance, invoice.amount_paid) == ("written_off", 0, Decimal("40.00"))
     assert recon.status == "reconciled"
+
+
+def test_unmatching_part_of_an_entry_takes_the_money_back_and_records_what_was_freed(books):
+    # given A (50.00) part-paid 10.00 by one entry, then one 60.00 entry matched by hand:
+    # 20.00 onto A, 40.00 onto B (of 40.00)
+    first, second = books.invoice("50.00"), books.invoice("40.00")
+    books.import_camt(
+        [
+            {"amount": "10.00", "text": "first part", "txid": "U0"},
+            {"amount": "60.00", "text": "two invoices", "txid": "U1"},
+        ]
+    )
+    earlier, entry = (
+        BankEntry.objects.get(bank_transaction_id="U0"),
+        BankEntry.objects.get(bank_transaction_id="U1"),
+    )
+    for bank_entry, payment_amount, invoices in (
+        (earlier, "10.00", [(first, Decimal("10.00"))]),
+        (entry, "60.00", [(first, Decimal("20.00")), (second, Decimal("40.00"))]),
+    ):
+        services.reconciliation_match_manual(
+            tenant=books.tenant,
+            actor=books.actor,
+            bank_entry=bank_entry,
+            invoices=invoices,
+            payment=books.payment(payment_amount),
+            reason="by phone",
+        )
+    part = Reconciliation.objects.get(invoice=first, bank_entry=entry)
+
+    # when A's part of the 60.00 entry is unmatched
+    services.reconciliation_unmatch(reconciliation=part, actor=books.actor, reason="not for A")
+
+    # then A owes 40.00 again, B stays paid, and the freed 20.00 waits as a discrepancy
+    _assert_books_hold(first, second)
+    assert (first.status, first.balance, second.status) == ("partially_paid", Decimal("40.00"), "paid")
+    entry.refresh_from_db()
+    freed = Reconciliation.objects.get(status="discrepancy")
+    assert (freed.discrepancy_kind, freed.difference, entry.match_status) == (
+        "amount_mismatch",
+        Decimal("20.00"),
+        "discrepancy",
+    )
+
+
+def test_unmatching_an_invoice_settled_only_by_tolerance_is_refused(books):
+    from core.errors import IllegalTransition
+
+    _tolerance(books, EUR="1.00")
+    first, second = books.invoice("50.00"), books.invoice("0.50")
+    books.payment("49.80", rail="pi_both", reference=f"{first.number} {second.number}")
+    books.import_camt(
+        [{"amount": "49.80", "ref": "pi_both", "text": f"{first.number} {second.number}", "txid": "P1"}]
+    )
+    books.run()
+    nothing = Reconciliation.objects.get(invoice=second, status="reconciled")
+    assert nothing.amount == 0
+
+    with pytest.raises(IllegalTransition):
+        services.reconciliation_unmatch(reconciliation=nothing, actor=books.actor, reason="x")
+
+    nothing.refresh_from_db()
+    assert nothing.status == "reconciled"
