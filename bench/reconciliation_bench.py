@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DATABASE = "ledgerflow_bench_recon"
+# Overridable so parallel checkouts do not share (and truncate) one benchmark database.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "ledgerflow_bench_recon")
 
 
 def _setup_django() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -333,6 +335,28 @@ SETTLEABLE_STATUSES = tuple(s for s in InvoiceStatus if INVOICE_TRANSITIONS.is_a
 _PART_PAYMENT_KEEPS = (InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
 
 
+class InvoiceCannotTakeBack(Conflict):
+    """Unmatching would leave the books inconsistent: the invoice cannot take the money back."""
+
+    code = "invoice-cannot-take-back"
+    title = "The invoice cannot take the money back"
+
+
+class InvoiceWrittenOff(InvoiceCannotTakeBack):
+    code = "invoice-written-off"
+    title = "The invoice is written off"
+
+
+class InvoiceCancelled(InvoiceCannotTakeBack):
+    code = "invoice-cancelled"
+    title = "The invoice is cancelled"
+
+
+class ToleranceNotBookable(Conflict):
+    code = "tolerance-not-bookable"
+    title = "The tolerance cannot be booked"
+
+
 @dataclass(frozen=True, slots=True)
 class SettlementResult:
     invoice_id: int
@@ -353,19 +377,83 @@ def _part_payment_status(current: str) -> str:
     return InvoiceStatus.PARTIALLY_PAID
 
 
-def invoice_apply_settlement(
-    *, invoice: Invoice, actor: Actor, amount: Decimal, tolerance: Decimal = ZERO, reason: str
-) -> SettlementResult:
-    """Apply reconciled money to one open invoice: all of the balance (within tolerance) → paid,
-    less → partially_paid; more is not applied (the caller records the excess)."""
-    if amount <= ZERO:
-        raise ValidationFailed("A settlement must be positive.", field="amount")
+# A payment short of the balance by no more than the tolerance settles the invoice: the shortfall
+# is booked as this credit, so a paid invoice always has balance 0.
+TOLERANCE_SOURCE = "tolerance"
+TOLERANCE_REASON = "payment tolerance"
+
+
+def invoice_book_tolerance_credit(
+    *, invoice: Invoice, actor: Actor, amount: Decimal, idempotency_key: str
+) -> list[InvoiceAdjustment]:
+    """Credit `amount` (what a payment fell short within the tolerance) on the open invoice's
+    lines that have an amount available, fewest adjustments first (largest available first),
+    once per `idempotency_key`: a second call returns the first call's adjustments."""
+    if amount <= ZERO or not fits_currency(amount, invoice.currency):
+        raise ValidationFailed("A tolerance credit must be positive and fit the currency.", field="amount")
+    prefix = f"{idempotency_key}:"
+    with audited(actor=actor, reason=TOLERANCE_REASON):
+        existing = list(
+            InvoiceAdjustment.objects.filter(
+                tenant_id=invoice.tenant_id, idempotency_key__startswith=prefix
+            ).order_by("id")
+        )
+        if existing:
+            return existing
+        locked = _lock(invoice)
+        if locked.status not in OPEN_STATUSES or amount > locked.balance:
+            raise ToleranceNotBookable(
+                "Only an open invoice's balance can be credited as payment tolerance.",
+                extra={"currentStatus": locked.status, "balance": str(locked.balance)},
+            )
+        lines = [
+            (item.available_to_credit_amount, 0, item.pk, item)
+            for item in InvoiceItem.objects.filter(invoice=locked, available_to_credit_amount__gt=ZERO)
+        ] + [
+            (tax.available_to_credit_amount, 1, tax.pk, tax)
+            for tax in TaxItem.objects.filter(invoice=locked, available_to_credit_amount__gt=ZERO)
+        ]
+        lines.sort(key=lambda line: (-line[0], line[1], line[2]))
+        made, remaining = [], amount
+        for number, (available, kind, _, line) in enumerate(lines, start=1):
+            if remaining <= ZERO:
+                break
+            take = min(available, remaining)
+            made.append(
+                invoice_adjust(
+                    invoice=locked,
+                    actor=actor,
+                    type=AdjustmentType.CREDIT,
+                    amount=take,
+                    reason=TOLERANCE_REASON,
+                    source=TOLERANCE_SOURCE,
+                    idempotency_key=f"{prefix}{number}",
+                    invoice_item=line if kind == 0 else None,
+                    tax_item=line if kind == 1 else None,
+                )
+            )
+            remaining -= take
+        if remaining > ZERO:
+            raise ToleranceNotBookable(
+                "The invoice's lines have too little left to credit the payment tolerance.",
+                extra={"missing": str(remaining)},
+            )
+    log.info("invoice.tolerance_credited", tenant=locked.tenant_id, invoice=locked.pk, amount=str(amount))
+    return made
+
+
+def invoice_apply_settlement(*, invoice: Invoice, actor: Actor, amount: Decimal, reason: str) -> SettlementResult:
+    """Apply reconciled money to one open invoice: all of the balance → paid (balance 0), less →
+    partially_paid; more is not applied (the caller records the excess). A shortfall within a
+    tolerance is booked first with invoice_book_tolerance_credit."""
+    if amount <= ZERO or not fits_currency(amount, invoice.currency):
+        raise ValidationFailed("A settlement must be positive and fit the currency.", field="amount")
     with audited(actor=actor, reason=reason):
         locked = _lock(invoice)
         if locked.status not in SETTLEABLE_STATUSES:
             INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.PAID)
         applied = min(amount, max(locked.balance, ZERO))
-        settles = amount >= locked.balance - tolerance
+        settles = amount >= locked.balance
         locked.amount_paid += applied
         locked.balance -= applied
         if settles:
@@ -378,12 +466,17 @@ def invoice_apply_settlement(
     return SettlementResult(invoice_id=locked.pk, received=amount, applied=applied, status=locked.status)
 
 
+# Allocation rows are never negative (a negative one would lower amount_paid): the GREATEST keeps
+# a bad row from doing harm, and the caller's allocation guarantees it. An invoice settles only
+# when it receives its whole balance (tolerance shortfalls are credited beforehand), so paid
+# always means balance 0.
 _SETTLE_SQL = """
 WITH s AS (
-    SELECT t.invoice_id, sum(t.amount) AS amount FROM {source} t GROUP BY t.invoice_id
+    SELECT t.invoice_id, sum(GREATEST(t.amount, 0)) AS amount FROM {source} t GROUP BY t.invoice_id
 ), c AS (
     SELECT i.id, s.amount, LEAST(s.amount, GREATEST(i.balance, 0)) AS applied,
-           s.amount >= i.balance - %(tolerance)s AS settles
+           s.amount >= i.balance AS settles,
+           coalesce((%(tolerances)s::jsonb ->> i.currency)::numeric, 0) AS tolerance
     FROM invoicing_invoice i JOIN s ON s.invoice_id = i.id
     WHERE i.tenant_id = %(tenant)s AND i.status = ANY(%(sources)s)
 ), updated AS (
@@ -396,10 +489,10 @@ WITH s AS (
         paid_at = CASE WHEN c.settles THEN %(now)s ELSE i.paid_at END,
         updated_at = %(now)s
     FROM c WHERE c.id = i.id
-    RETURNING i.id, c.amount - c.applied AS excess
+    RETURNING i.id, c.amount - c.applied AS excess, c.tolerance
 )
-SELECT count(*), coalesce(array_agg(id) FILTER (WHERE excess > %(tolerance)s), '{{}}'),
-       coalesce(array_agg(excess) FILTER (WHERE excess > %(tolerance)s), '{{}}')
+SELECT count(*), coalesce(array_agg(id) FILTER (WHERE excess > tolerance), '{{}}'),
+       coalesce(array_agg(excess) FILTER (WHERE excess > tolerance), '{{}}')
 FROM updated
 """
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -408,16 +501,22 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 @dataclass(frozen=True, slots=True)
 class SettlementSummary:
     invoices_settled: int
-    # (invoice id, amount received beyond its balance) where that exceeds the tolerance.
+    # (invoice id, amount received beyond its balance) where that exceeds its currency's tolerance.
     overpaid: list[tuple[int, Decimal]]
 
 
 def invoices_apply_settlements(
-    *, tenant_id: int, actor: Actor, allocations_table: str, tolerance: Decimal = ZERO, reason: str
+    *,
+    tenant_id: int,
+    actor: Actor,
+    allocations_table: str,
+    tolerances: Mapping[str, Decimal] | None = None,
+    reason: str,
 ) -> SettlementSummary:
     """Set-based invoice_apply_settlement: one UPDATE … FROM over a table of (invoice_id, amount)
     rows in the caller's transaction (several rows for one invoice add up). Invoices that cannot
-    take money are left alone. Nothing is read row by row into Python, so memory stays flat."""
+    take money are left alone. An excess within its currency's tolerance (`tolerances`, currency
+    → amount, 0 when not listed) is not reported. Nothing is read row by row into Python."""
     if not _IDENTIFIER.match(allocations_table):
         raise ValueError(f"not a table name: {allocations_table!r}")
     # The CASE may only pick targets the transition table allows from every source status.
@@ -430,7 +529,7 @@ def invoices_apply_settlements(
         cursor.execute(
             _SETTLE_SQL.format(source=allocations_table),
             {
-                "tolerance": tolerance,
+                "tolerances": json.dumps({c: str(a) for c, a in (tolerances or {}).items()}),
                 "tenant": tenant_id,
                 "sources": list(SETTLEABLE_STATUSES),
                 "keep": list(_PART_PAYMENT_KEEPS),
@@ -444,13 +543,32 @@ def invoices_apply_settlements(
 
 
 def invoice_reverse_settlement(*, invoice: Invoice, actor: Actor, amount: Decimal, reason: str) -> Invoice:
-    """Take back money a reconciliation applied. Only where the transition table allows the
-    resulting status: a paid invoice is final, and a part-paid one cannot return to payment_due,
-    so those raise IllegalTransition (409)."""
+    """Take back money a reconciliation applied, only where the books stay consistent (balance =
+    total − paid − credited, a status matching the balance) and the transition table allows the
+    resulting status. Refused with a Conflict (409), changing nothing: a written-off or cancelled
+    invoice (InvoiceWrittenOff, InvoiceCancelled), a paid one (final) and a part-paid one that would
+    return to payment_due (IllegalTransition)."""
     with audited(actor=actor, reason=reason):
         locked = _lock(invoice)
-        if amount > locked.amount_paid:
-            raise Conflict("The invoice has less paid than the amount to reverse.")
+        if locked.status == InvoiceStatus.WRITTEN_OFF:
+            raise InvoiceWrittenOff(
+                "The invoice is written off: reverse the write-off before unmatching its payment.",
+                extra={"currentStatus": locked.status},
+            )
+        if locked.status == InvoiceStatus.CANCELLED:
+            raise InvoiceCancelled(
+                "The invoice is cancelled: it has no payment to take back.",
+                extra={"currentStatus": locked.status},
+            )
+        if locked.status not in SETTLEABLE_STATUSES and locked.status != InvoiceStatus.PAID:
+            raise InvoiceCannotTakeBack(
+                f"A {locked.status} invoice has no payment to take back.", extra={"currentStatus": locked.status}
+            )
+        if amount < ZERO or amount > locked.amount_paid:
+            raise InvoiceCannotTakeBack(
+                "The invoice has less paid than the amount to reverse.",
+                extra={"amountPaid": str(locked.amount_paid), "amount": str(amount)},
+            )
         remaining = locked.amount_paid - amount
         if locked.status == InvoiceStatus.PAID:
             target = InvoiceStatus.PARTIALLY_PAID if remaining > ZERO else InvoiceStatus.PAYMENT_DUE

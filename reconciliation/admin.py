@@ -1,6 +1,7 @@
 """Admin: bank accounts and CSV profiles, statement upload, the Unmatched queue with candidates
 side by side, match and unmatch. Every button calls the same service as the API."""
 
+import json
 from decimal import Decimal, InvalidOperation
 
 from django import forms
@@ -46,14 +47,50 @@ class CsvProfileAdmin(TenantScopedAdmin):
     list_display = ["bank_account", "delimiter", "date_format", "decimal_separator"]
 
 
+class ReconciliationSettingsForm(forms.ModelForm):
+    """Tolerances as JSON, amounts as strings or numbers read exactly: {"EUR": "1.00", "JPY": "100"}."""
+
+    amount_tolerances = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Per currency, e.g. {"EUR": "0.05", "JPY": "5"}; a currency not listed has tolerance 0.',
+    )
+
+    class Meta:
+        model = ReconciliationSettings
+        fields = ["tenant", "rules", "amount_tolerances", "bank_entry_grace_days"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["amount_tolerances"] = json.dumps(self.instance.amount_tolerances)
+
+    def clean_amount_tolerances(self):
+        raw = (self.cleaned_data.get("amount_tolerances") or "").strip() or "{}"
+        try:
+            parsed = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
+        except ValueError:
+            raise forms.ValidationError('Write a JSON object such as {"EUR": "0.05"}.') from None
+        try:
+            tolerances = services.tolerances_parse(parsed)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.detail) from None
+        # Strings, as stored: the model field holds JSON, where a Decimal has no place.
+        return {currency: str(amount) for currency, amount in tolerances.items()}
+
+
 @admin.register(ReconciliationSettings)
 class ReconciliationSettingsAdmin(TenantScopedAdmin):
-    list_display = ["tenant", "rules", "amount_tolerance", "bank_entry_grace_days"]
+    list_display = ["tenant", "rules", "amount_tolerances", "bank_entry_grace_days"]
+    form = ReconciliationSettingsForm
 
     def save_model(self, request, obj, form, change):
         actor = Actor.for_user(request.user)
         found = services.settings_update(
-            tenant=obj.tenant, actor=actor, rules=obj.rules, amount_tolerance=obj.amount_tolerance
+            tenant=obj.tenant,
+            actor=actor,
+            rules=obj.rules,
+            amount_tolerances=form.cleaned_data["amount_tolerances"],
         )
         obj.pk = found.pk
 
@@ -167,11 +204,15 @@ class BankEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         if request.method != "POST" or not request.user.has_perm("reconciliation.change_bankentry"):
             return back
         tenants = user_tenants(request.user)
+        payment_id = request.POST.get("payment") or None
+        if payment_id is None:
+            # The same rule as the service (three-way): said before anything else is looked up.
+            self.message_user(request, "payment: pick the payment this bank entry settles.", messages.ERROR)
+            return back
         try:
             invoice = Invoice.objects.get(pk=request.POST.get("invoice"), tenant__in=tenants)
             amount = Decimal(request.POST.get("amount", ""))
-            payment_id = request.POST.get("payment") or None
-            payment = Payment.objects.get(pk=payment_id, tenant__in=tenants) if payment_id else None
+            payment = Payment.objects.get(pk=payment_id, tenant__in=tenants)
             services.reconciliation_match_manual(
                 tenant=entry.tenant,
                 actor=Actor.for_user(request.user),
@@ -185,7 +226,8 @@ class BankEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
                 request, "Pick an invoice, a payment of yours and a valid amount.", messages.ERROR
             )
         except ApplicationError as exc:
-            self.message_user(request, exc.detail, messages.ERROR)
+            prefix = f"{exc.field}: " if exc.field else ""
+            self.message_user(request, f"{prefix}{exc.detail}", messages.ERROR)
         else:
             self.message_user(request, f"Matched to {invoice}.", messages.SUCCESS)
         return back

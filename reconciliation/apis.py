@@ -180,9 +180,8 @@ class AllocationSerializer(StrictSerializer):
 
 class ManualMatchSerializer(StrictSerializer):
     invoices = AllocationSerializer(many=True, min_length=1, max_length=100)
-    payment = TenantScopedPrimaryKeyRelatedField(
-        queryset=Payment.objects.all(), required=False, allow_null=True
-    )
+    # Required: no invoice is paid without a payment and a bank entry (the three-way rule).
+    payment = TenantScopedPrimaryKeyRelatedField(queryset=Payment.objects.all())
     reason = serializers.CharField(max_length=500)
 
 
@@ -212,7 +211,8 @@ class BankEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     @extend_schema(request=ManualMatchSerializer, responses={201: ReconciliationSerializer(many=True)})
     @action(detail=True, methods=["post"])
     def match(self, request, pk=None):
-        """Match by hand: this entry (and a payment) pays the named invoices with the given amounts."""
+        """Match by hand: this entry and its payment pay the named invoices with the given amounts; an
+        unallocated remainder of the entry becomes an amount_mismatch discrepancy."""
         entry = self.get_object()
         body = ManualMatchSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
@@ -221,7 +221,7 @@ class BankEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
             actor=self.actor,
             bank_entry=entry,
             invoices=[(a["invoice"], a["amount"]) for a in body.validated_data["invoices"]],
-            payment=body.validated_data.get("payment"),
+            payment=body.validated_data["payment"],
             reason=body.validated_data["reason"],
         )
         return Response(ReconciliationSerializer(created, many=True).data, status=status.HTTP_201_CREATED)

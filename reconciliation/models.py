@@ -1,6 +1,8 @@
 """Bank accounts, imported statements and their entries, and the reconciliations linking an
 invoice to its payment and bank entry."""
 
+from decimal import Decimal
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
@@ -41,6 +43,9 @@ class DiscrepancyKind(models.TextChoices):
     TIMING_DIFFERENCE = "timing_difference"
     # The invoice is paid; the excess is for an operator to refund or apply elsewhere.
     OVERPAYMENT = "overpayment"
+    # The engine could not apply a match (the note says why); the entry waits for an operator
+    # instead of blocking every later run of the tenant.
+    MATCH_FAILED = "match_failed"
 
 
 class MatchRule(models.TextChoices):
@@ -69,19 +74,22 @@ class ReconciliationSettings(models.Model):
 
     tenant = models.OneToOneField("billing.Tenant", on_delete=models.CASCADE, related_name="+")
     rules = ArrayField(models.CharField(max_length=32), default=_default_rules)
-    # Bank fees and rounding: an amount within this of the expected one counts as equal.
-    amount_tolerance = amount_field(default=0)
+    # Bank fees and rounding, per currency ({"EUR": "1.00", "JPY": "100"}, amounts as strings so they
+    # stay exact): an amount within this of the expected one counts as equal. A currency not listed
+    # has tolerance 0. Written only by services.settings_update, which checks each amount.
+    amount_tolerances = models.JSONField(default=dict, blank=True)
     # A completed payment with no bank credit after this many days is a missing-bank-entry discrepancy.
     bank_entry_grace_days = models.PositiveSmallIntegerField(default=5)
 
     class Meta:
         verbose_name_plural = "reconciliation settings"
-        constraints = [
-            models.CheckConstraint(condition=Q(amount_tolerance__gte=0), name="recon_tolerance_non_negative")
-        ]
 
     def __str__(self) -> str:
         return f"settings of tenant {self.tenant_id}"
+
+    def tolerance_for(self, currency: str) -> Decimal:
+        """The tolerance of `currency`; 0 for a currency not listed."""
+        return Decimal(str(self.amount_tolerances.get(currency, "0")))
 
 
 class BankAccount(models.Model):

@@ -8,6 +8,7 @@ settlement services (and so through its transition table).
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,15 +16,16 @@ from decimal import Decimal
 from typing import IO
 
 import structlog
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from audit.actors import Actor
 from audit.context import audited
 from billing.lifecycle import PaymentStatus
 from billing.models import Payment, Tenant
-from core.errors import Conflict, ValidationFailed
-from core.money import ZERO, fits_currency
+from core.errors import ApplicationError, Conflict, ValidationFailed
+from core.money import ZERO, fits_currency, is_currency, to_decimal
 from invoicing import services as invoicing_services
 from invoicing.lifecycle import OPEN_STATUSES
 from invoicing.models import Invoice
@@ -59,24 +61,52 @@ def settings_for(tenant_id: int) -> ReconciliationSettings:
     return found or ReconciliationSettings(tenant_id=tenant_id)
 
 
+def tolerances_parse(raw: object) -> dict[str, Decimal]:
+    """A currency → tolerance mapping: known currencies, amounts not negative and fitting the
+    currency's minor unit (JPY 0 decimals, KWD 3). Amounts are strings, ints or Decimals, never floats."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed("The tolerances map a currency to an amount.", field="amountTolerances")
+    parsed = {}
+    for currency, value in raw.items():
+        if not isinstance(currency, str) or not is_currency(currency):
+            raise ValidationFailed(f"Unknown currency {currency!r}.", field="amountTolerances")
+        try:
+            amount = to_decimal(value)
+        except (TypeError, ValueError):
+            raise ValidationFailed(
+                f'The tolerance of {currency} must be an amount such as "0.05".', field="amountTolerances"
+            ) from None
+        if amount < ZERO or not fits_currency(amount, currency):
+            raise ValidationFailed(
+                f"The tolerance of {currency} must be a non-negative amount in whole minor units of {currency}.",
+                field="amountTolerances",
+            )
+        parsed[currency] = amount
+    return parsed
+
+
 def settings_update(
-    *, tenant: Tenant, actor: Actor, rules: list[str] | None = None, amount_tolerance: Decimal | None = None
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    rules: list[str] | None = None,
+    amount_tolerances: dict[str, Decimal] | None = None,
 ) -> ReconciliationSettings:
-    """A tenant's rules (known names, no repeats) and tolerance (not negative, fits its currency)."""
+    """A tenant's rules (known names, no repeats) and tolerances per currency (not negative, each
+    fitting its currency; the mapping replaces the previous one, a currency not listed has 0)."""
     if rules is not None:
         unknown = [r for r in rules if r not in DEFAULT_RULES]
         if unknown or len(set(rules)) != len(rules):
             raise ValidationFailed(f"Rules must be distinct names among {DEFAULT_RULES}.", field="rules")
-    if amount_tolerance is not None and (
-        amount_tolerance < ZERO or not fits_currency(amount_tolerance, tenant.default_currency)
-    ):
-        raise ValidationFailed("The tolerance must be a non-negative amount.", field="amountTolerance")
+    tolerances = tolerances_parse(amount_tolerances) if amount_tolerances is not None else None
     with audited(actor=actor, reason="reconciliation settings changed"):
         found, _ = ReconciliationSettings.objects.select_for_update().get_or_create(tenant=tenant)
         if rules is not None:
             found.rules = rules
-        if amount_tolerance is not None:
-            found.amount_tolerance = amount_tolerance
+        if tolerances is not None:
+            found.amount_tolerances = {
+                currency: str(amount) for currency, amount in sorted(tolerances.items())
+            }
         found.save()
     return found
 
@@ -314,6 +344,7 @@ def _lock_key(tenant_id: int) -> int:
 _CANDIDATES_SQL = """
 CREATE TEMP TABLE rc_e ON COMMIT DROP AS
 SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status,
+       coalesce((%(tolerances)s::jsonb ->> e.currency)::numeric, 0) AS tol,
        e.reference || ' ' || e.remittance_text || ' ' || coalesce(p.reference, '') AS texts,
        p.id AS payment_id, p.amount AS payment_amount, p.invoice_id AS payment_invoice_id,
        p.customer_id AS payment_customer_id,
@@ -354,17 +385,18 @@ WHERE %(use_number)s AND e.payment_invoice_id IS NULL AND token <> '';
 
 _CUSTOMER_SUM_SQL = """
 WITH lonely AS MATERIALIZED (
-    SELECT e.entry_id, e.payment_customer_id, e.currency, e.amount FROM rc_e e
+    SELECT e.entry_id, e.payment_customer_id, e.currency, e.amount, e.tol FROM rc_e e
     WHERE e.payment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id)
 ), open_invoices AS MATERIALIZED (
-    SELECT l.entry_id, i.id AS invoice_id, sum(i.balance) OVER (PARTITION BY l.entry_id) AS total, l.amount
+    SELECT l.entry_id, i.id AS invoice_id, sum(i.balance) OVER (PARTITION BY l.entry_id) AS total, l.amount,
+           l.tol
     FROM lonely l
     JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.customer_id = l.payment_customer_id
          AND i.status = ANY(%(open)s) AND i.currency = l.currency
 )
 INSERT INTO rc_i
 SELECT entry_id, invoice_id, 'customer_open_sum' FROM open_invoices
-WHERE abs(total - amount) <= %(tolerance)s
+WHERE abs(total - amount) <= tol
 """
 
 # One outcome per entry that found a payment or an invoice.
@@ -377,21 +409,21 @@ WITH inv AS (
     FROM rc_i x JOIN invoicing_invoice i ON i.id = x.invoice_id JOIN rc_e e ON e.entry_id = x.entry_id
     GROUP BY x.entry_id
 )
-SELECT e.entry_id, e.payment_id, e.amount,
+SELECT e.entry_id, e.payment_id, e.amount, e.tol,
        CASE
          WHEN e.payment_id IS NOT NULL AND (e.payment_taken OR e.payment_rank > 1) THEN 'duplicate'
          WHEN e.entry_status = 'pending' THEN 'timing_difference'
-         WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > %(tolerance)s
+         WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > e.tol
               THEN 'amount_mismatch'
          WHEN inv.entry_id IS NULL THEN NULL
          WHEN NOT inv.all_open THEN 'duplicate'
          WHEN NOT inv.same_currency THEN 'amount_mismatch'
          WHEN e.payment_id IS NULL THEN 'missing_payment'
          WHEN inv.n > 1 AND NOT %(use_multi)s THEN 'amount_mismatch'
-         WHEN inv.n > 1 AND abs(inv.balance - e.amount) > %(tolerance)s THEN 'amount_mismatch'
+         WHEN inv.n > 1 AND abs(inv.balance - e.amount) > e.tol THEN 'amount_mismatch'
          ELSE ''
        END AS kind,
-       CASE WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > %(tolerance)s
+       CASE WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > e.tol
             THEN e.payment_amount - e.amount
             WHEN inv.n > 1 THEN inv.balance - e.amount ELSE 0 END AS difference,
        CASE WHEN inv.n > 1 AND inv.rule <> 'customer_open_sum' THEN 'multi_invoice'
@@ -400,24 +432,45 @@ FROM rc_e e LEFT JOIN inv ON inv.entry_id = e.entry_id
 WHERE e.payment_id IS NOT NULL OR inv.entry_id IS NOT NULL
 """
 
-# Reconciled outcomes become allocations: a single invoice takes the whole amount; several
-# invoices take their balances, the last one whatever remains (the tolerance at most).
+# Reconciled outcomes become allocations: a single invoice takes the whole amount (an excess is
+# an overpayment); several invoices take the money in order, each at most its balance, so no
+# allocation is negative and together they never exceed the money; the last one also takes an
+# excess within the tolerance. A shortfall within the tolerance is booked as a credit.
 _ALLOCATE_SQL = """
 CREATE TEMP TABLE rc_a ON COMMIT DROP AS
-SELECT o.entry_id, o.payment_id, x.invoice_id, o.rule, i.currency,
-       CASE WHEN count(*) OVER w = 1 THEN o.amount
-            WHEN row_number() OVER w < count(*) OVER w THEN i.balance
-            ELSE o.amount - (sum(i.balance) OVER w - i.balance) END AS amount
-FROM rc_o o JOIN rc_i x ON x.entry_id = o.entry_id JOIN invoicing_invoice i ON i.id = x.invoice_id
-WHERE o.kind = ''
-WINDOW w AS (PARTITION BY o.entry_id ORDER BY x.invoice_id
-             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+SELECT entry_id, payment_id, invoice_id, rule, currency, tol,
+       CASE WHEN n = 1 THEN amount
+            WHEN rn = n THEN GREATEST(amount - prior, 0)
+            ELSE LEAST(balance, GREATEST(amount - prior, 0)) END AS amount
+FROM (
+    SELECT o.entry_id, o.payment_id, x.invoice_id, o.rule, i.currency, o.tol, o.amount,
+           GREATEST(i.balance, 0) AS balance, count(*) OVER w AS n,
+           row_number() OVER (PARTITION BY o.entry_id ORDER BY x.invoice_id) AS rn,
+           sum(GREATEST(i.balance, 0)) OVER (PARTITION BY o.entry_id ORDER BY x.invoice_id)
+               - GREATEST(i.balance, 0) AS prior
+    FROM rc_o o JOIN rc_i x ON x.entry_id = o.entry_id JOIN invoicing_invoice i ON i.id = x.invoice_id
+    WHERE o.kind = ''
+    WINDOW w AS (PARTITION BY o.entry_id)
+) ordered
+"""
+
+# Invoices this run settles although they receive less than their balance (within the
+# tolerance): the shortfall and the reconciliation its credit is keyed on.
+_SHORTFALL_SQL = """
+SELECT s.invoice_id, i.balance - s.amount,
+       (SELECT max(r.id) FROM reconciliation_reconciliation r JOIN rc_a a
+            ON a.entry_id = r.bank_entry_id AND a.invoice_id = r.invoice_id
+        WHERE r.invoice_id = s.invoice_id AND r.status = 'reconciled')
+FROM (SELECT invoice_id, sum(amount) AS amount, max(tol) AS tol FROM rc_a GROUP BY invoice_id) s
+JOIN invoicing_invoice i ON i.id = s.invoice_id
+WHERE i.status = ANY(%(open)s) AND s.amount < i.balance AND s.amount >= i.balance - s.tol
+ORDER BY s.invoice_id
 """
 
 _INSERT_RECONCILED_SQL = """
 INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
     discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
-SELECT %(tenant)s, a.invoice_id, a.payment_id, a.entry_id, 'reconciled', '', a.rule, GREATEST(a.amount, 0),
+SELECT %(tenant)s, a.invoice_id, a.payment_id, a.entry_id, 'reconciled', '', a.rule, a.amount,
        a.currency, 0, '', %(now)s, ''
 FROM rc_a a
 """
@@ -458,77 +511,151 @@ WHERE p.tenant_id = %(tenant)s AND p.status = 'completed'
 """
 
 
-_DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a"
+_DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a, rc_all"
+_DROP_STEP_SQL = "DROP TABLE IF EXISTS rc_i, rc_o, rc_a"
+
+# A match the engine could not apply: the entry leaves the automatic queue with the reason, so
+# it never blocks the tenant's next runs.
+_MATCH_FAILED_SQL = """
+INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+    discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+SELECT %(tenant)s, NULL, e.payment_id, e.entry_id, 'discrepancy', 'match_failed', 'payment_reference', 0,
+       e.currency, 0, %(note)s, %(now)s, ''
+FROM rc_all e WHERE e.entry_id = %(entry)s;
+UPDATE reconciliation_bankentry SET match_status = 'discrepancy'
+WHERE id = %(entry)s AND match_status = 'unmatched';
+"""
+
+
+@dataclass
+class _Counts:
+    reconciled: int = 0
+    discrepancies: int = 0
+    invoices_settled: int = 0
+
+
+def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: dict, counts: _Counts) -> None:
+    """Match the entries in rc_e: classify, allocate, record, book tolerance credits, settle."""
+    cursor.execute(_INVOICES_SQL, params)
+    if MatchRule.CUSTOMER_OPEN_SUM in rules:
+        cursor.execute(_CUSTOMER_SUM_SQL, params)
+    # Temporary tables have no statistics until analysed: without them the planner guesses a
+    # handful of rows and picks nested loops that are quadratic at 100,000 entries.
+    cursor.execute("ANALYZE rc_e; ANALYZE rc_i")
+    # Lock the invoices before reading their balances, so a cancel or a manual match running
+    # now cannot change them between classification and settlement.
+    cursor.execute(
+        "SELECT 1 FROM invoicing_invoice WHERE id IN (SELECT invoice_id FROM rc_i) ORDER BY id FOR UPDATE"
+    )
+    cursor.execute(_CLASSIFY_SQL, params)
+    cursor.execute("ANALYZE rc_o")
+    cursor.execute(_ALLOCATE_SQL, params)
+    cursor.execute("ANALYZE rc_a")
+    cursor.execute(_INSERT_RECONCILED_SQL, params)
+    reconciled = cursor.rowcount
+    cursor.execute(_INSERT_DISCREPANCIES_SQL, params)
+    discrepancies = cursor.rowcount
+    if any(amount > ZERO for amount in tolerances.values()):
+        cursor.execute(_SHORTFALL_SQL, params)
+        for invoice_id, shortfall, reconciliation_id in cursor.fetchall():
+            # Keyed on the reconciliation: the same match never books its tolerance twice.
+            invoicing_services.invoice_book_tolerance_credit(
+                invoice=Invoice.objects.get(pk=invoice_id),
+                actor=actor,
+                amount=shortfall,
+                idempotency_key=f"reconciliation-{reconciliation_id}-tolerance",
+            )
+            Reconciliation.objects.filter(pk=reconciliation_id).update(difference=shortfall)
+    settled = invoicing_services.invoices_apply_settlements(
+        tenant_id=params["tenant"],
+        actor=actor,
+        allocations_table="rc_a",
+        tolerances=tolerances,
+        reason="reconciled with payment and bank entry",
+    )
+    if settled.overpaid:
+        cursor.execute(
+            """
+            INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id,
+                status, discrepancy_kind, rule, amount, currency, difference, note, created_at,
+                resolution_reason)
+            SELECT %(tenant)s, t.invoice_id, a.payment_id, a.entry_id, 'discrepancy', 'overpayment',
+                   a.rule, 0, a.currency, t.excess, 'received more than the balance', %(now)s, ''
+            FROM unnest(%(ids)s::bigint[], %(excess)s::numeric[]) AS t(invoice_id, excess)
+            JOIN LATERAL (SELECT * FROM rc_a WHERE rc_a.invoice_id = t.invoice_id
+                          ORDER BY entry_id DESC LIMIT 1) a ON true
+            """,
+            {**params, "ids": [i for i, _ in settled.overpaid], "excess": [e for _, e in settled.overpaid]},
+        )
+        discrepancies += cursor.rowcount
+    cursor.execute(_MARK_ENTRIES_SQL, params)
+    cursor.execute(_RESOLVE_MISSING_SQL, params)
+    counts.reconciled += reconciled
+    counts.discrepancies += discrepancies
+    counts.invoices_settled += settled.invoices_settled
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, ApplicationError):
+        return f"could not be applied: {exc.detail}"[:500]
+    diag = getattr(getattr(exc, "__cause__", None), "diag", None)
+    message = getattr(diag, "message_primary", None) or str(exc).splitlines()[0]
+    return f"could not be applied ({type(exc).__name__}): {message}"[:500]
 
 
 def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
     """Match the tenant's unmatched bank entries against payments and invoices, set-based.
 
     Incremental (only unmatched entries are read) and idempotent (a second run finds nothing
-    new); runs for one tenant are serialised by an advisory lock.
+    new); runs for one tenant are serialised by an advisory lock. One bad entry never blocks the
+    others: when the set-based step fails, each entry is matched in its own savepoint and an entry
+    that still fails becomes a match_failed discrepancy saying why.
     """
     config = settings_for(tenant_id)
     rules = set(config.rules)
-    tolerance = config.amount_tolerance
+    tolerances = {currency: config.tolerance_for(currency) for currency in config.amount_tolerances}
     now = timezone.now()
     params = {
         "tenant": tenant_id,
-        "tolerance": tolerance,
+        "tolerances": json.dumps({currency: str(amount) for currency, amount in tolerances.items()}),
         "open": list(OPEN_STATUSES),
         "now": now,
         "use_payment": MatchRule.PAYMENT_REFERENCE in rules,
         "use_number": MatchRule.INVOICE_NUMBER in rules,
         "use_multi": MatchRule.MULTI_INVOICE in rules,
     }
+    counts = _Counts()
+    step = {"params": params, "rules": rules, "actor": actor, "tolerances": tolerances, "counts": counts}
     with audited(actor=actor, reason="reconciliation run"), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(tenant_id)])
         # ON COMMIT DROP is not enough when the run is nested in a caller's transaction.
         cursor.execute(_DROP_SQL)
         cursor.execute(_CANDIDATES_SQL, params)
-        cursor.execute(_INVOICES_SQL, params)
-        if MatchRule.CUSTOMER_OPEN_SUM in rules:
-            cursor.execute(_CUSTOMER_SUM_SQL, params)
-        # Temporary tables have no statistics until analysed: without them the planner guesses a
-        # handful of rows and picks nested loops that are quadratic at 100,000 entries.
-        cursor.execute("ANALYZE rc_e; ANALYZE rc_i")
-        # Lock the invoices before reading their balances, so a cancel or a manual match running
-        # now cannot change them between classification and settlement.
-        cursor.execute(
-            "SELECT 1 FROM invoicing_invoice WHERE id IN (SELECT invoice_id FROM rc_i) ORDER BY id FOR UPDATE"
-        )
-        cursor.execute(_CLASSIFY_SQL, params)
-        cursor.execute("ANALYZE rc_o")
-        cursor.execute(_ALLOCATE_SQL, params)
-        cursor.execute("ANALYZE rc_a")
-        cursor.execute(_INSERT_RECONCILED_SQL, params)
-        reconciled = cursor.rowcount
-        cursor.execute(_INSERT_DISCREPANCIES_SQL, params)
-        discrepancies = cursor.rowcount
-        settled = invoicing_services.invoices_apply_settlements(
-            tenant_id=tenant_id,
-            actor=actor,
-            allocations_table="rc_a",
-            tolerance=tolerance,
-            reason="reconciled with payment and bank entry",
-        )
-        overpaid = settled.overpaid
-        if overpaid:
-            cursor.execute(
-                """
-                INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id,
-                    status, discrepancy_kind, rule, amount, currency, difference, note, created_at,
-                    resolution_reason)
-                SELECT %(tenant)s, t.invoice_id, a.payment_id, a.entry_id, 'discrepancy', 'overpayment',
-                       a.rule, 0, a.currency, t.excess, 'received more than the balance', %(now)s, ''
-                FROM unnest(%(ids)s::bigint[], %(excess)s::numeric[]) AS t(invoice_id, excess)
-                JOIN LATERAL (SELECT * FROM rc_a WHERE rc_a.invoice_id = t.invoice_id
-                              ORDER BY entry_id DESC LIMIT 1) a ON true
-                """,
-                {**params, "ids": [i for i, _ in overpaid], "excess": [e for _, e in overpaid]},
-            )
-            discrepancies += cursor.rowcount
-        cursor.execute(_MARK_ENTRIES_SQL, params)
-        cursor.execute(_RESOLVE_MISSING_SQL, params)
+        try:
+            with transaction.atomic():
+                _match_step(cursor, **step)
+        except (DatabaseError, ApplicationError) as exc:
+            log.warning("reconciliation.run.entry_by_entry", tenant=tenant_id, error=_failure_reason(exc))
+            counts.reconciled = counts.discrepancies = counts.invoices_settled = 0
+            cursor.execute("ALTER TABLE rc_e RENAME TO rc_all")
+            cursor.execute("SELECT entry_id FROM rc_all ORDER BY entry_id")
+            for (entry_id,) in cursor.fetchall():
+                try:
+                    with transaction.atomic():
+                        cursor.execute(_DROP_STEP_SQL)
+                        cursor.execute(
+                            "DROP TABLE IF EXISTS rc_e; "
+                            "CREATE TEMP TABLE rc_e ON COMMIT DROP AS SELECT * FROM rc_all WHERE entry_id = %s",
+                            [entry_id],
+                        )
+                        _match_step(cursor, **step)
+                except (DatabaseError, ApplicationError) as entry_exc:
+                    reason = _failure_reason(entry_exc)
+                    log.warning(
+                        "reconciliation.entry.failed", tenant=tenant_id, entry=entry_id, reason=reason
+                    )
+                    cursor.execute(_MATCH_FAILED_SQL, {**params, "entry": entry_id, "note": reason})
+                    counts.discrepancies += 1
         cursor.execute(
             _MISSING_BANK_ENTRY_SQL,
             {
@@ -537,17 +664,19 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
                 "since": now - timedelta(days=MISSING_BANK_ENTRY_LOOKBACK_DAYS),
             },
         )
-        discrepancies += cursor.rowcount
+        counts.discrepancies += cursor.rowcount
         cursor.execute(_DROP_SQL)
     log.info(
         "reconciliation.run",
         tenant=tenant_id,
-        reconciled=reconciled,
-        discrepancies=discrepancies,
-        invoices=settled.invoices_settled,
+        reconciled=counts.reconciled,
+        discrepancies=counts.discrepancies,
+        invoices=counts.invoices_settled,
     )
     return MatchingResult(
-        reconciled=reconciled, discrepancies=discrepancies, invoices_settled=settled.invoices_settled
+        reconciled=counts.reconciled,
+        discrepancies=counts.discrepancies,
+        invoices_settled=counts.invoices_settled,
     )
 
 
@@ -561,44 +690,95 @@ def tenants_with_matching_work() -> list[int]:
 
 
 # --- Manual resolution --------------------------------------------------------------------------
+class BankEntryAlreadyReconciled(Conflict):
+    code = "bank-entry-reconciled"
+    title = "The bank entry is already reconciled"
+
+
+class BankEntryExhausted(Conflict):
+    code = "bank-entry-exhausted"
+    title = "The bank entry has too little left"
+
+
+class PaymentExhausted(Conflict):
+    code = "payment-exhausted"
+    title = "The payment backs too little"
+
+
+def _allocated(queryset) -> Decimal:
+    return queryset.filter(status__in=ACTIVE_STATUSES).aggregate(total=Sum("amount"))["total"] or ZERO
+
+
 def reconciliation_match_manual(
     *,
     tenant: Tenant,
     actor: Actor,
     bank_entry: BankEntry,
     invoices: list[tuple[Invoice, Decimal]],
-    payment: Payment | None = None,
+    payment: Payment,
     reason: str,
 ) -> list[Reconciliation]:
-    """An operator links a bank entry (and optionally a payment) to invoices with the amounts
-    each takes. The amounts add up to the entry at most; open discrepancies of the entry are
-    resolved; each invoice is settled through invoicing."""
+    """An operator links a bank entry and a payment (both required: the three-way rule) to
+    invoices with the amounts each takes. Each amount is positive and fits the currency; together
+    with what the entry and the payment already back (their active reconciliations, automatic or
+    manual) they stay within the entry's and the payment's amounts. Open discrepancies of the entry
+    are resolved; each invoice is settled through invoicing; what the entry has left unallocated
+    becomes an amount_mismatch discrepancy (difference = the remainder), so nothing is retired
+    silently."""
     if not reason.strip():
         raise ValidationFailed("Say why you match by hand.", field="reason")
     if not invoices:
         raise ValidationFailed("Name at least one invoice.", field="invoices")
-    if payment is not None and (payment.tenant_id != tenant.pk or payment.status == PaymentStatus.FAILED):
+    if payment is None:
+        raise ValidationFailed(
+            "Name the payment this bank entry settles: no invoice is paid without a payment and a bank entry.",
+            field="payment",
+        )
+    if payment.tenant_id != tenant.pk or payment.status == PaymentStatus.FAILED:
         raise ValidationFailed("A failed payment cannot settle an invoice.", field="payment")
+    if payment.currency != bank_entry.currency:
+        raise ValidationFailed("The payment is in another currency than the bank entry.", field="payment")
+    for index, (invoice, amount) in enumerate(invoices):
+        if amount <= ZERO or not fits_currency(amount, bank_entry.currency):
+            raise ValidationFailed(
+                f"Each amount must be positive and in whole minor units of {bank_entry.currency}.",
+                field=f"invoices[{index}].amount",
+            )
+        if invoice.tenant_id != tenant.pk or invoice.currency != bank_entry.currency:
+            raise ValidationFailed(
+                "An invoice is of another tenant or currency.", field=f"invoices[{index}].invoice"
+            )
+    total = sum((amount for _, amount in invoices), ZERO)
     created = []
     with audited(actor=actor, reason=f"matched by hand: {reason}"):
+        # Serialises with the matching run and every other manual match of the tenant: the checks
+        # below see every allocation committed before, none half-made.
         cursor_lock(tenant.pk)
         entry = BankEntry.objects.select_for_update().get(pk=bank_entry.pk, tenant=tenant)
         if entry.match_status == MatchStatus.RECONCILED:
-            raise Conflict(
+            raise BankEntryAlreadyReconciled(
                 "This bank entry is already reconciled.", extra={"matchStatus": entry.match_status}
             )
-        total = sum((amount for _, amount in invoices), ZERO)
-        if total > entry.amount or any(amount <= ZERO for _, amount in invoices):
-            raise ValidationFailed(
-                "The amounts must be positive and add up to the entry at most.", field="invoices"
+        locked_payment = Payment.objects.select_for_update().get(pk=payment.pk, tenant=tenant)
+        if locked_payment.status == PaymentStatus.FAILED:
+            raise ValidationFailed("A failed payment cannot settle an invoice.", field="payment")
+        entry_left = entry.amount - _allocated(entry.reconciliations.all())
+        if total > entry_left:
+            raise BankEntryExhausted(
+                "The amounts add up to more than the bank entry has left.",
+                extra={"available": str(entry_left), "requested": str(total)},
+            )
+        payment_left = locked_payment.amount - _allocated(locked_payment.reconciliations.all())
+        if total > payment_left:
+            raise PaymentExhausted(
+                "The amounts add up to more than the payment still backs.",
+                extra={"available": str(payment_left), "requested": str(total)},
             )
         now = timezone.now()
         entry.reconciliations.filter(status=ReconciliationStatus.DISCREPANCY).update(
             status=ReconciliationStatus.RESOLVED, resolved_at=now, resolution_reason=reason[:500]
         )
         for invoice, amount in invoices:
-            if invoice.tenant_id != tenant.pk or invoice.currency != entry.currency:
-                raise ValidationFailed("An invoice is of another tenant or currency.", field="invoices")
             result = invoicing_services.invoice_apply_settlement(
                 invoice=invoice, actor=actor, amount=amount, reason=f"matched by hand: {reason}"
             )
@@ -606,7 +786,7 @@ def reconciliation_match_manual(
                 Reconciliation.objects.create(
                     tenant=tenant,
                     invoice=invoice,
-                    payment=payment,
+                    payment=locked_payment,
                     bank_entry=entry,
                     status=ReconciliationStatus.RECONCILED,
                     rule=MatchRule.MANUAL,
@@ -616,7 +796,24 @@ def reconciliation_match_manual(
                     note=reason[:500],
                 )
             )
-        entry.match_status = MatchStatus.RECONCILED
+        remainder = entry.amount - _allocated(entry.reconciliations.all())
+        if remainder > ZERO:
+            created.append(
+                Reconciliation.objects.create(
+                    tenant=tenant,
+                    invoice=None,
+                    payment=locked_payment,
+                    bank_entry=entry,
+                    status=ReconciliationStatus.DISCREPANCY,
+                    discrepancy_kind=DiscrepancyKind.AMOUNT_MISMATCH,
+                    rule=MatchRule.MANUAL,
+                    amount=ZERO,
+                    currency=entry.currency,
+                    difference=remainder,
+                    note="part of the bank entry is not allocated to any invoice",
+                )
+            )
+        entry.match_status = MatchStatus.DISCREPANCY if remainder > ZERO else MatchStatus.RECONCILED
         entry.save(update_fields=["match_status"])
     return created
 
@@ -627,8 +824,11 @@ def cursor_lock(tenant_id: int) -> None:
 
 
 def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reason: str) -> Reconciliation:
-    """Undo a match or dismiss a discrepancy: the bank entry goes back to the unmatched queue and
-    money applied to the invoice is taken back where the invoice's transition table allows."""
+    """Undo a match or dismiss a discrepancy, only where the books stay consistent: money applied
+    to the invoice is taken back where the invoice can take it back (never from a paid, written-off
+    or cancelled invoice: 409, nothing changes). The bank entry returns to the unmatched queue when
+    nothing of it stays allocated; money freed from an entry still partly allocated becomes an
+    amount_mismatch discrepancy for an operator."""
     if not reason.strip():
         raise ValidationFailed("Say why you unmatch.", field="reason")
     with audited(actor=actor, reason=f"unmatched: {reason}"):
@@ -636,7 +836,10 @@ def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reas
         locked = Reconciliation.objects.select_for_update().get(pk=reconciliation.pk)
         if locked.status not in ACTIVE_STATUSES:
             raise Conflict("This reconciliation is not active.", extra={"currentStatus": locked.status})
-        if locked.status == ReconciliationStatus.RECONCILED and locked.invoice_id and locked.amount > ZERO:
+        was_allocation = locked.status == ReconciliationStatus.RECONCILED and locked.invoice_id is not None
+        if was_allocation:
+            # Also for an allocation of 0 (a tolerance credit settled the rest): the invoice's
+            # status decides whether the match may go.
             invoicing_services.invoice_reverse_settlement(
                 invoice=locked.invoice, actor=actor, amount=locked.amount, reason=f"unmatched: {reason}"
             )
@@ -644,13 +847,32 @@ def reconciliation_unmatch(*, reconciliation: Reconciliation, actor: Actor, reas
         locked.resolved_at = timezone.now()
         locked.resolution_reason = reason[:500]
         locked.save(update_fields=["status", "resolved_at", "resolution_reason"])
-        if (
-            locked.bank_entry_id
-            and not Reconciliation.objects.filter(
-                bank_entry_id=locked.bank_entry_id, status__in=ACTIVE_STATUSES
-            ).exists()
-        ):
-            BankEntry.objects.filter(pk=locked.bank_entry_id).update(
-                match_status=MatchStatus.UNMATCHED, auto_match=False
-            )
+        if locked.bank_entry_id:
+            _entry_after_unmatch(locked, freed=was_allocation and locked.amount > ZERO)
     return locked
+
+
+def _entry_after_unmatch(undone: Reconciliation, *, freed: bool) -> None:
+    entry = BankEntry.objects.select_for_update().get(pk=undone.bank_entry_id)
+    active = entry.reconciliations.filter(status__in=ACTIVE_STATUSES)
+    if not active.exists():
+        entry.match_status = MatchStatus.UNMATCHED
+    else:
+        if freed:
+            Reconciliation.objects.create(
+                tenant_id=entry.tenant_id,
+                payment_id=undone.payment_id,
+                bank_entry=entry,
+                status=ReconciliationStatus.DISCREPANCY,
+                discrepancy_kind=DiscrepancyKind.AMOUNT_MISMATCH,
+                rule=MatchRule.MANUAL,
+                amount=ZERO,
+                currency=entry.currency,
+                difference=entry.amount - _allocated(active),
+                note="part of the bank entry is no longer allocated (unmatched)",
+            )
+        has_discrepancy = active.filter(status=ReconciliationStatus.DISCREPANCY).exists()
+        entry.match_status = MatchStatus.DISCREPANCY if has_discrepancy else MatchStatus.RECONCILED
+    # An operator unmatched it: the engine leaves it to operators from then on.
+    entry.auto_match = False
+    entry.save(update_fields=["match_status", "auto_match"])

@@ -53,10 +53,15 @@ def test_match_by_hand_and_discrepancy_queue(api, books):
     discrepancies = api.get("/api/v1/discrepancies", {"discrepancyKind": "missing_payment"}).json()
     assert discrepancies["count"] == 1
     entry = BankEntry.objects.get()
+    payment = books.payment("40.00", invoice=invoice)
 
     response = api.post(
         f"/api/v1/bank-entries/{entry.pk}/match",
-        {"invoices": [{"invoice": invoice.pk, "amount": "40.00"}], "reason": "plain transfer"},
+        {
+            "invoices": [{"invoice": invoice.pk, "amount": "40.00"}],
+            "payment": payment.pk,
+            "reason": "plain transfer",
+        },
         format="json",
     )
 
@@ -109,12 +114,13 @@ def test_admin_unmatched_side_by_side_and_match(admin_client, books):
     invoice = books.invoice("40.00")
     books.import_camt([{"amount": "40.00", "text": invoice.number, "txid": "M1"}])
     entry = BankEntry.objects.get()
+    payment = books.payment("40.00", invoice=invoice)
 
     queue = admin_client.get("/admin/reconciliation/unmatchedbankentry/")
     page = admin_client.get(f"/admin/reconciliation/bankentry/{entry.pk}/change/")
     response = admin_client.post(
         f"/admin/reconciliation/bankentry/{entry.pk}/match/",
-        {"invoice": invoice.pk, "amount": "40.00", "reason": "checked by phone"},
+        {"invoice": invoice.pk, "payment": payment.pk, "amount": "40.00", "reason": "checked by phone"},
     )
 
     assert queue.status_code == 200 and b"40.0000" in queue.content
@@ -135,3 +141,116 @@ def test_admin_statement_upload_imports(admin_client, books):
 
     assert response.status_code == 302, response.content[:2000]
     assert BankEntry.objects.count() == 1
+
+
+def test_match_by_hand_without_payment_is_400_naming_payment_and_changes_nothing(api, books):
+    invoice = books.invoice("40.00")
+    books.import_camt([{"amount": "40.00", "text": invoice.number, "txid": "M1"}])
+    entry = BankEntry.objects.get()
+
+    response = api.post(
+        f"/api/v1/bank-entries/{entry.pk}/match",
+        {"invoices": [{"invoice": invoice.pk, "amount": "40.00"}], "reason": "plain transfer"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["payment"]
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("payment_due", 0)
+    assert Reconciliation.objects.count() == 0
+
+
+def test_match_by_hand_with_an_amount_finer_than_the_currency_is_400_and_changes_nothing(api, books):
+    invoice = books.invoice("10.00")
+    books.import_camt([{"amount": "10.01", "text": invoice.number, "txid": "M1"}])
+    entry = BankEntry.objects.get()
+    payment = books.payment("10.01", invoice=invoice)
+
+    response = api.post(
+        f"/api/v1/bank-entries/{entry.pk}/match",
+        {
+            "invoices": [{"invoice": invoice.pk, "amount": "0.0050"}],
+            "payment": payment.pk,
+            "reason": "plain transfer",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["invoices[0].amount"]
+    invoice.refresh_from_db()
+    assert (invoice.balance, invoice.amount_paid) == (Decimal("10.00"), 0)
+
+
+def test_match_by_hand_of_a_payment_already_backing_another_entry_is_409(api, books):
+    first, second = books.invoice("50.00"), books.invoice("50.00")
+    books.import_camt(
+        [
+            {"amount": "50.00", "text": first.number, "txid": "M1"},
+            {"amount": "50.00", "text": second.number, "txid": "M2"},
+        ]
+    )
+    one, two = BankEntry.objects.order_by("id")
+    payment = books.payment("50.00")
+    body = {"payment": payment.pk, "reason": "by phone"}
+
+    ok = api.post(
+        f"/api/v1/bank-entries/{one.pk}/match",
+        {**body, "invoices": [{"invoice": first.pk, "amount": "50.00"}]},
+        format="json",
+    )
+    refused = api.post(
+        f"/api/v1/bank-entries/{two.pk}/match",
+        {**body, "invoices": [{"invoice": second.pk, "amount": "50.00"}]},
+        format="json",
+    )
+
+    assert ok.status_code == 201, ok.content
+    assert (refused.status_code, refused.json()["code"]) == (409, "payment-exhausted")
+    second.refresh_from_db()
+    assert (second.status, second.amount_paid) == ("payment_due", 0)
+
+
+def test_admin_match_without_payment_names_the_payment_and_changes_nothing(admin_client, books):
+    invoice = books.invoice("40.00")
+    books.import_camt([{"amount": "40.00", "text": invoice.number, "txid": "M1"}])
+    entry = BankEntry.objects.get()
+
+    response = admin_client.post(
+        f"/admin/reconciliation/bankentry/{entry.pk}/match/",
+        {"invoice": invoice.pk, "payment": "", "amount": "40.00", "reason": "checked by phone"},
+        follow=True,
+    )
+
+    assert b"payment: pick the payment" in response.content.lower()
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due"
+    assert Reconciliation.objects.count() == 0
+
+
+def test_admin_reconciliation_settings_take_tolerances_per_currency(admin_client, books):
+    from reconciliation.models import ReconciliationSettings
+
+    response = admin_client.post(
+        "/admin/reconciliation/reconciliationsettings/add/",
+        {
+            "tenant": books.tenant.pk,
+            "rules": "payment_reference,invoice_number,multi_invoice,customer_open_sum",
+            "amount_tolerances": '{"EUR": "0.05", "JPY": 5}',
+            "bank_entry_grace_days": 5,
+        },
+    )
+    refused = admin_client.post(
+        "/admin/reconciliation/reconciliationsettings/add/",
+        {
+            "tenant": books.tenant.pk,
+            "rules": "payment_reference",
+            "amount_tolerances": '{"JPY": "0.5"}',
+            "bank_entry_grace_days": 5,
+        },
+    )
+
+    assert response.status_code == 302
+    assert ReconciliationSettings.objects.get().amount_tolerances == {"EUR": "0.05", "JPY": "5"}
+    assert refused.status_code == 200 and b"whole minor units of JPY" in refused.content

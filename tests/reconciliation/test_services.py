@@ -108,8 +108,10 @@ def test_amount_differing_from_payment_is_amount_mismatch(books):
     )
 
 
-def test_difference_within_tenant_tolerance_is_paid(books):
-    services.settings_update(tenant=books.tenant, actor=books.actor, amount_tolerance=Decimal("1.00"))
+def test_difference_within_tenant_tolerance_is_paid_with_the_shortfall_credited(books):
+    services.settings_update(
+        tenant=books.tenant, actor=books.actor, amount_tolerances={"EUR": Decimal("1.00")}
+    )
     invoice = books.invoice("100.00")
     books.payment("100.00", invoice=invoice, rail="pi_4")
     books.import_camt([{"amount": "99.50", "ref": "pi_4", "txid": "B7"}])
@@ -118,7 +120,11 @@ def test_difference_within_tenant_tolerance_is_paid(books):
 
     invoice.refresh_from_db()
     assert invoice.status == "paid"
-    assert invoice.amount_paid == Decimal("99.50") and invoice.balance == Decimal("0.50")
+    assert (invoice.amount_paid, invoice.amount_credited, invoice.balance) == (
+        Decimal("99.50"),
+        Decimal("0.50"),
+        0,
+    )
 
 
 def test_less_than_balance_is_partially_paid_with_remaining_balance(books):
@@ -319,12 +325,14 @@ def test_manual_match_settles_and_resolves_discrepancy(books):
     books.import_camt([{"amount": "40.00", "text": invoice.number, "txid": "M1"}])
     books.run()
     entry = BankEntry.objects.get()
+    payment = books.payment("40.00", invoice=invoice)
 
     services.reconciliation_match_manual(
         tenant=books.tenant,
         actor=books.actor,
         bank_entry=entry,
         invoices=[(invoice, Decimal("40.00"))],
+        payment=payment,
         reason="customer paid by plain transfer",
     )
 
@@ -362,3 +370,384 @@ def test_unmatching_a_paid_invoice_is_refused_by_the_transition_table(books):
         services.reconciliation_unmatch(
             reconciliation=Reconciliation.objects.get(), actor=books.actor, reason="x"
         )
+
+
+# --- Issue 12: tolerance, allocation, one bad entry, manual match ---------------------------------
+def _tolerance(books, **amounts):
+    services.settings_update(
+        tenant=books.tenant, actor=books.actor, amount_tolerances={c: Decimal(a) for c, a in amounts.items()}
+    )
+
+
+def _two_invoice_credit(books, *, second_paid: str | None):
+    first, second = books.invoice("50.00"), books.invoice("10.00")
+    if second_paid:
+        books.payment(second_paid, invoice=second, rail="pi_part")
+        books.import_camt([{"amount": second_paid, "ref": "pi_part", "txid": "P0"}], statement_id="S0")
+        books.run()
+    _tolerance(books, EUR="1.00")
+    books.payment("49.80", rail="pi_both", reference=f"{first.number} {second.number}")
+    books.import_camt(
+        [{"amount": "49.80", "ref": "pi_both", "text": f"{first.number} {second.number}", "txid": "P1"}]
+    )
+    return first, second
+
+
+def _assert_books_hold(*invoices):
+    for invoice in invoices:
+        invoice.refresh_from_db()
+        assert invoice.balance == invoice.total - invoice.amount_paid - invoice.amount_credited
+        assert invoice.amount_paid >= 0
+        if invoice.status in ("paid", "written_off"):
+            assert invoice.balance == 0, invoice
+
+
+def test_multi_invoice_credit_within_tolerance_never_allocates_more_than_the_money(books):
+    # given A 50.00 and B 10.00 with 9.50 paid, one 49.80 credit naming both, tolerance 1.00
+    first, second = _two_invoice_credit(books, second_paid="9.50")
+
+    # when the engine runs
+    books.run()
+
+    # then no allocation is negative, together they are the money, and both are paid at balance 0
+    allocations = Reconciliation.objects.filter(rule="multi_invoice", status="reconciled")
+    assert all(r.amount >= 0 for r in allocations)
+    assert sum(r.amount for r in allocations) == Decimal("49.80")
+    _assert_books_hold(first, second)
+    assert (first.status, first.amount_paid, first.amount_credited) == (
+        "paid",
+        Decimal("49.80"),
+        Decimal("0.20"),
+    )
+    assert (second.status, second.amount_paid, second.amount_credited) == (
+        "paid",
+        Decimal("9.50"),
+        Decimal("0.50"),
+    )
+
+
+def test_multi_invoice_credit_within_tolerance_on_unpaid_invoices_does_not_block_the_run(books):
+    # given A 50.00 and B 0.50 with nothing paid, one 49.80 credit naming both, tolerance 1.00
+    # (this once put -0.20 on B: IntegrityError in every run, no entry of the tenant reconciled)
+    _tolerance(books, EUR="1.00")
+    first, second = books.invoice("50.00"), books.invoice("0.50")
+    books.payment("49.80", rail="pi_both", reference=f"{first.number} {second.number}")
+    other = books.invoice("30.00")
+    books.payment("30.00", invoice=other, rail="pi_other")
+    books.import_camt(
+        [
+            {"amount": "49.80", "ref": "pi_both", "text": f"{first.number} {second.number}", "txid": "P1"},
+            {"amount": "30.00", "ref": "pi_other", "txid": "P2"},
+        ]
+    )
+
+    books.run()
+
+    _assert_books_hold(first, second, other)
+    assert (other.status, first.status, second.status) == ("paid", "paid", "paid")
+    assert (first.amount_paid, second.amount_paid) == (Decimal("49.80"), 0)
+    assert (first.amount_credited, second.amount_credited) == (Decimal("0.20"), Decimal("0.50"))
+
+
+def test_tolerance_shortfall_is_booked_as_an_audited_credit_once(books):
+    # given tolerance 0.05 EUR and a bank credit of 99.97 for an invoice of 100.00
+    _tolerance(books, EUR="0.05")
+    invoice = books.invoice("100.00")
+    books.payment("100.00", invoice=invoice, rail="pi_tol")
+    books.import_camt([{"amount": "99.97", "ref": "pi_tol", "txid": "T1"}])
+
+    # when matched (twice)
+    books.run()
+    books.run()
+
+    # then the invoice is paid with balance 0 and the 0.03 is one tolerance credit, audited
+    from invoicing.models import InvoiceAdjustment
+
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance, invoice.amount_paid) == ("paid", 0, Decimal("99.97"))
+    adjustment = InvoiceAdjustment.objects.get(invoice=invoice)
+    recon = Reconciliation.objects.get(invoice=invoice, status="reconciled")
+    assert (adjustment.type, adjustment.amount, adjustment.source, adjustment.reason) == (
+        "credit",
+        Decimal("0.03"),
+        "tolerance",
+        "payment tolerance",
+    )
+    assert adjustment.idempotency_key.startswith(f"reconciliation-{recon.pk}-tolerance")
+    assert recon.difference == Decimal("0.03")
+    assert Event.objects.filter(
+        object_type="invoicing.invoiceadjustment", object_id=adjustment.pk, reason="payment tolerance"
+    ).exists()
+
+
+def test_tolerance_is_per_currency_and_an_unlisted_currency_has_none(books):
+    from tests.factories import BankAccountFactory, CustomerFactory
+
+    # given a tolerance for EUR only and a JPY customer paying 1 yen short
+    _tolerance(books, EUR="1.00")
+    yen = CustomerFactory(tenant=books.tenant, currency="JPY")
+    invoice = books.invoice("1000", customer=yen)
+    books.payment("1000", invoice=invoice, rail="pi_jpy")
+    books.account = BankAccountFactory(tenant=books.tenant, currency="JPY", iban="DE02120300000000202051")
+    books.import_camt(
+        [{"amount": "999", "ref": "pi_jpy", "txid": "J1", "currency": "JPY"}], iban="DE02120300000000202051"
+    )
+
+    books.run()
+
+    invoice.refresh_from_db()
+    assert invoice.status == "payment_due"
+    assert ("discrepancy", "amount_mismatch", "payment_reference") in _statuses(books)
+
+
+@pytest.mark.parametrize(
+    ("tolerances", "ok"),
+    [
+        ({"EUR": "0.05", "JPY": "5", "KWD": "0.005"}, True),
+        ({"JPY": "0.5"}, False),
+        ({"KWD": "0.0005"}, False),
+        ({"EUR": "-0.01"}, False),
+        ({"XXX": "1"}, False),
+        ({"EUR": 0.05}, False),
+    ],
+)
+def test_tolerances_must_fit_their_currency_and_not_be_negative(books, tolerances, ok):
+    from core.errors import ValidationFailed
+
+    if ok:
+        found = services.settings_update(tenant=books.tenant, actor=books.actor, amount_tolerances=tolerances)
+        assert {c: Decimal(a) for c, a in found.amount_tolerances.items()} == {
+            c: Decimal(a) for c, a in tolerances.items()
+        }
+        return
+    with pytest.raises(ValidationFailed) as refused:
+        services.settings_update(tenant=books.tenant, actor=books.actor, amount_tolerances=tolerances)
+    assert refused.value.field == "amountTolerances"
+
+
+def test_one_entry_that_cannot_be_applied_becomes_a_discrepancy_and_the_others_are_reconciled(books):
+    from django.db import connection
+
+    # given two matching credits, and the database refusing any change to the first invoice
+    bad, good = books.invoice("20.00"), books.invoice("30.00")
+    books.payment("20.00", invoice=bad, rail="pi_bad")
+    books.payment("30.00", invoice=good, rail="pi_good")
+    books.import_camt(
+        [
+            {"amount": "20.00", "ref": "pi_bad", "txid": "F1"},
+            {"amount": "30.00", "ref": "pi_good", "txid": "F2"},
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'invoice % is locked by the auditors', OLD.id; END $$;
+            CREATE TRIGGER test_refuse BEFORE UPDATE ON invoicing_invoice FOR EACH ROW
+            WHEN (OLD.id = {bad.pk}) EXECUTE FUNCTION test_refuse();
+            """
+        )
+
+    # when the engine runs (twice: the failed entry must not come back every run)
+    result = books.run()
+    again = books.run()
+
+    # then the good one is paid, the bad one is a match_failed discrepancy saying why
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert (good.status, bad.status) == ("paid", "payment_due")
+    failed = Reconciliation.objects.get(discrepancy_kind="match_failed")
+    assert "locked by the auditors" in failed.note
+    assert failed.bank_entry.match_status == "discrepancy"
+    assert (result.reconciled, again.reconciled, again.discrepancies) == (1, 0, 0)
+
+
+def test_manual_match_remainder_becomes_a_discrepancy(books):
+    invoice = books.invoice("10.00")
+    books.import_camt([{"amount": "10.01", "text": invoice.number, "txid": "R1"}])
+    entry = BankEntry.objects.get()
+    payment = books.payment("10.01", invoice=invoice)
+
+    services.reconciliation_match_manual(
+        tenant=books.tenant,
+        actor=books.actor,
+        bank_entry=entry,
+        invoices=[(invoice, Decimal("10.00"))],
+        payment=payment,
+        reason="by phone",
+    )
+
+    entry.refresh_from_db()
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance) == ("paid", 0)
+    remainder = Reconciliation.objects.get(status="discrepancy")
+    assert (remainder.discrepancy_kind, remainder.difference) == ("amount_mismatch", Decimal("0.01"))
+    assert entry.match_status == "discrepancy"
+
+
+@pytest.mark.parametrize("amount", ["0.0050", "10.001"])
+def test_manual_match_amount_must_fit_the_currency(books, amount):
+    from core.errors import ValidationFailed
+
+    invoice = books.invoice("10.00")
+    books.import_camt([{"amount": "10.01", "text": invoice.number, "txid": "R1"}])
+    payment = books.payment("10.01", invoice=invoice)
+
+    with pytest.raises(ValidationFailed) as refused:
+        services.reconciliation_match_manual(
+            tenant=books.tenant,
+            actor=books.actor,
+            bank_entry=BankEntry.objects.get(),
+            invoices=[(invoice, Decimal(amount))],
+            payment=payment,
+            reason="by phone",
+        )
+
+    assert refused.value.field == "invoices[0].amount"
+    invoice.refresh_from_db()
+    assert invoice.balance == Decimal("10.00")
+
+
+def test_manual_match_needs_a_payment(books):
+    from core.errors import ValidationFailed
+
+    invoice = books.invoice("10.00")
+    books.import_camt([{"amount": "10.00", "text": invoice.number, "txid": "R1"}])
+
+    with pytest.raises(ValidationFailed) as refused:
+        services.reconciliation_match_manual(
+            tenant=books.tenant,
+            actor=books.actor,
+            bank_entry=BankEntry.objects.get(),
+            invoices=[(invoice, Decimal("10.00"))],
+            payment=None,
+            reason="by phone",
+        )
+
+    assert refused.value.field == "payment"
+
+
+def test_a_payment_backs_at_most_its_amount_across_auto_and_manual_matches(books):
+    from core.errors import Conflict
+
+    # given a 50.00 payment the engine already reconciled with one bank entry
+    first, second = books.invoice("50.00"), books.invoice("50.00")
+    payment = books.payment("50.00", invoice=first, rail="pi_once")
+    books.import_camt(
+        [{"amount": "50.00", "ref": "pi_once", "txid": "A1"}, {"amount": "50.00", "text": "x", "txid": "A2"}]
+    )
+    books.run()
+    other_entry = BankEntry.objects.get(bank_transaction_id="A2")
+
+    # when an operator uses the same payment for another entry
+    with pytest.raises(Conflict) as refused:
+        services.reconciliation_match_manual(
+            tenant=books.tenant,
+            actor=books.actor,
+            bank_entry=other_entry,
+            invoices=[(second, Decimal("50.00"))],
+            payment=payment,
+            reason="by phone",
+        )
+
+    assert refused.value.code == "payment-exhausted"
+    second.refresh_from_db()
+    assert second.amount_paid == 0
+
+
+def test_unmatching_a_written_off_invoices_payment_is_refused_and_changes_nothing(books):
+    from core.errors import Conflict
+    from invoicing import services as invoicing_services
+    from invoicing.models import Invoice
+
+    # given 40.00 of 100.00 paid through the bank, then the rest written off
+    invoice = books.invoice("100.00")
+    books.payment("40.00", invoice=invoice, rail="pi_wo")
+    books.import_camt([{"amount": "40.00", "ref": "pi_wo", "txid": "W1"}])
+    books.run()
+    item = invoice.items.get()
+    invoicing_services.invoice_adjust(
+        invoice=invoice,
+        actor=books.actor,
+        type="credit",
+        amount=Decimal("60.00"),
+        reason="write-off",
+        source="writeoff",
+        idempotency_key="wo-1",
+        invoice_item=item,
+    )
+    # as the write-off run leaves it (overdue → written_off, balance 0)
+    Invoice.objects.filter(pk=invoice.pk).update(status="written_off")
+    recon = Reconciliation.objects.get(status="reconciled")
+
+    with pytest.raises(Conflict) as refused:
+        services.reconciliation_unmatch(reconciliation=recon, actor=books.actor, reason="wrong customer")
+
+    assert refused.value.code == "invoice-written-off"
+    invoice.refresh_from_db()
+    recon.refresh_from_db()
+    assert (invoice.status, invoice.balance, invoice.amount_paid) == ("written_off", 0, Decimal("40.00"))
+    assert recon.status == "reconciled"
+
+
+def test_unmatching_part_of_an_entry_takes_the_money_back_and_records_what_was_freed(books):
+    # given A (50.00) part-paid 10.00 by one entry, then one 60.00 entry matched by hand:
+    # 20.00 onto A, 40.00 onto B (of 40.00)
+    first, second = books.invoice("50.00"), books.invoice("40.00")
+    books.import_camt(
+        [
+            {"amount": "10.00", "text": "first part", "txid": "U0"},
+            {"amount": "60.00", "text": "two invoices", "txid": "U1"},
+        ]
+    )
+    earlier, entry = (
+        BankEntry.objects.get(bank_transaction_id="U0"),
+        BankEntry.objects.get(bank_transaction_id="U1"),
+    )
+    for bank_entry, payment_amount, invoices in (
+        (earlier, "10.00", [(first, Decimal("10.00"))]),
+        (entry, "60.00", [(first, Decimal("20.00")), (second, Decimal("40.00"))]),
+    ):
+        services.reconciliation_match_manual(
+            tenant=books.tenant,
+            actor=books.actor,
+            bank_entry=bank_entry,
+            invoices=invoices,
+            payment=books.payment(payment_amount),
+            reason="by phone",
+        )
+    part = Reconciliation.objects.get(invoice=first, bank_entry=entry)
+
+    # when A's part of the 60.00 entry is unmatched
+    services.reconciliation_unmatch(reconciliation=part, actor=books.actor, reason="not for A")
+
+    # then A owes 40.00 again, B stays paid, and the freed 20.00 waits as a discrepancy
+    _assert_books_hold(first, second)
+    assert (first.status, first.balance, second.status) == ("partially_paid", Decimal("40.00"), "paid")
+    entry.refresh_from_db()
+    freed = Reconciliation.objects.get(status="discrepancy")
+    assert (freed.discrepancy_kind, freed.difference, entry.match_status) == (
+        "amount_mismatch",
+        Decimal("20.00"),
+        "discrepancy",
+    )
+
+
+def test_unmatching_an_invoice_settled_only_by_tolerance_is_refused(books):
+    from core.errors import IllegalTransition
+
+    _tolerance(books, EUR="1.00")
+    first, second = books.invoice("50.00"), books.invoice("0.50")
+    books.payment("49.80", rail="pi_both", reference=f"{first.number} {second.number}")
+    books.import_camt(
+        [{"amount": "49.80", "ref": "pi_both", "text": f"{first.number} {second.number}", "txid": "P1"}]
+    )
+    books.run()
+    nothing = Reconciliation.objects.get(invoice=second, status="reconciled")
+    assert nothing.amount == 0
+
+    with pytest.raises(IllegalTransition):
+        services.reconciliation_unmatch(reconciliation=nothing, actor=books.actor, reason="x")
+
+    nothing.refresh_from_db()
+    assert nothing.status == "reconciled"
