@@ -282,3 +282,23 @@ def test_window_edges_are_business_midnights(settings):
     start, end = services.cancellation_window(RUN_DAY)
     assert (start.isoformat(), end.isoformat()) == ("2026-03-05T00:00:00+13:00", "2026-03-10T00:00:00+13:00")
     assert end - start == timedelta(days=5)
+
+
+@pytest.mark.django_db
+def test_a_source_of_an_issued_consolidated_invoice_is_not_written_off_on_its_own(tenant_a, django_capture_on_commit_callbacks):
+    from invoicing.models import Invoice
+
+    tenant = tenant_a.tenant
+    sub = cancelled_subscription(tenant, at=datetime(2026, 3, 8, tzinfo=ZoneInfo("UTC")))
+    consolidated, later = unbalanced_invoice(sub), unbalanced_invoice(sub)
+    Invoice.objects.filter(pk=consolidated.pk).update(consolidated_into_id=7, consolidated_into_number="CONS-2026-M03-001")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = find(tenant)
+        # consolidated after the candidates were found: the apply step refuses it with the reason
+        Invoice.objects.filter(pk=later.pk).update(consolidated_into_id=8, consolidated_into_number="CONS-2026-M03-002")
+        apply(run)
+
+    candidates = list(WriteOffCandidate.objects.filter(run=run).values_list("invoice_id", "status", "error"))
+    assert candidates == [(later.pk, "failed", "on consolidated invoice CONS-2026-M03-002: it changes only through the consolidated invoice")]
+    assert not InvoiceAdjustment.objects.exists()
