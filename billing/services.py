@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.actors import Actor
@@ -14,6 +15,18 @@ from billing.lifecycle import PAYMENT_TRANSITIONS, CancellationSource, PaymentSt
 from billing.models import Charge, Customer, Payment, Subscription, Tenant
 from core.errors import Conflict, ValidationFailed
 from core.money import fits_currency, get_currency
+
+
+class RailTransactionExists(Conflict):
+    """Another payment of the tenant carries this rail transaction id (however the race went)."""
+
+    code = "rail-transaction-exists"
+    title = "Rail transaction already recorded"
+
+
+def _violates(exc: IntegrityError, constraint: str) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == constraint
 
 
 def _require_currency_match(*, customer: Customer, currency: str, field: str = "currency") -> None:
@@ -139,27 +152,45 @@ def payment_create(
     rail_transaction_id: str = "",
     reference: str = "",
 ) -> Payment:
-    """Record a payment as pending. A payment never marks an invoice paid by itself."""
+    """Record a payment as pending. A payment never marks an invoice paid by itself.
+
+    A rail transaction id is recorded once per tenant: a second payment with it, sequential or
+    racing, is refused with RailTransactionExists (409, code rail-transaction-exists)."""
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise ValidationFailed("A payment amount must be a positive decimal.", field="amount")
     _require_currency_match(customer=customer, currency=currency)
     _require_fits(amount=amount, currency=currency, field="amount")
     if invoice is not None and invoice.customer_id != customer.pk:
         raise ValidationFailed("The invoice belongs to another customer.", field="invoice")
-    if (
-        rail_transaction_id
-        and Payment.objects.filter(tenant=tenant, rail_transaction_id=rail_transaction_id).exists()
-    ):
-        raise Conflict("A payment with this rail transaction id exists.", field="railTransactionId")
-    with audited(actor=actor, reason="payment recorded"):
-        return Payment.objects.create(
-            tenant=tenant,
-            customer=customer,
-            invoice=invoice,
-            method=method,
-            amount=amount,
-            currency=currency,
-            rail_transaction_id=rail_transaction_id,
-            reference=reference,
+
+    def refuse_duplicate() -> None:
+        existing = Payment.objects.filter(tenant=tenant, rail_transaction_id=rail_transaction_id).first()
+        raise RailTransactionExists(
+            "A payment with this rail transaction id exists.",
+            field="railTransactionId",
+            extra={"paymentId": existing.pk if existing else None},
         )
+
+    if rail_transaction_id and Payment.objects.filter(tenant=tenant, rail_transaction_id=rail_transaction_id).exists():
+        refuse_duplicate()
+    with audited(actor=actor, reason="payment recorded"):
+        try:
+            # a racer with the same rail id commits first: its row wins, this insert rolls back alone
+            with transaction.atomic():
+                return Payment.objects.create(
+                    tenant=tenant,
+                    customer=customer,
+                    invoice=invoice,
+                    method=method,
+                    amount=amount,
+                    currency=currency,
+                    rail_transaction_id=rail_transaction_id,
+                    reference=reference,
+                )
+        except IntegrityError as exc:
+            if not _violates(exc, "payment_unique_rail_transaction"):
+                raise
+        refuse_duplicate()
 
 
 _PAYMENT_TIMESTAMP = {

@@ -1,8 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 
 from audit.actors import Actor
 from billing.admin import _run
+from billing.lifecycle import PaymentStatus
+from billing.models import Payment
 from consolidation import services
+from consolidation.lifecycle import ConsolidatedStatus
 from consolidation.models import (
     ConsolidatedInvoice,
     ConsolidatedInvoiceLine,
@@ -11,6 +16,8 @@ from consolidation.models import (
     CustomerBillingPeriod,
 )
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
+from core.errors import ApplicationError
+from reconciliation.models import BankEntry, MatchStatus
 
 
 @admin.register(ConsolidationSettings)
@@ -70,10 +77,59 @@ class ConsolidatedInvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_filter = ["tenant", "status", "period_type"]
     search_fields = ["number", "customer__name"]
     inlines = [LineInline]
+    change_form_template = "admin/consolidation/consolidatedinvoice/change_form.html"
 
     def has_change_permission(self, request, obj=None):
         # viewable with its lines; every field is read-only (services write it)
         return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        ci = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if ci is not None and ci.status in (ConsolidatedStatus.PENDING, ConsolidatedStatus.OVERDUE):
+            extra["can_settle"] = request.user.has_perm("reconciliation.change_bankentry")
+            extra["settle_url"] = reverse("admin:consolidation_consolidatedinvoice_settle", args=[ci.pk])
+            extra["bank_entries"] = BankEntry.objects.filter(
+                tenant_id=ci.tenant_id, currency=ci.currency, match_status=MatchStatus.UNMATCHED
+            ).order_by("-booking_date", "-id")[:50]
+            extra["payments"] = Payment.objects.filter(
+                customer_id=ci.customer_id, currency=ci.currency, status=PaymentStatus.COMPLETED
+            ).order_by("-id")[:50]
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/settle/",
+                self.admin_site.admin_view(self.settle_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_settle",
+            ),
+            *super().get_urls(),
+        ]
+
+    def settle_view(self, request, pk):
+        """POST from the change page: the same service as POST /consolidated-invoices/{id}/settle, for
+        whoever may match bank entries by hand."""
+        ci = get_object_or_404(self.get_queryset(request), pk=pk)
+        back = redirect(reverse("admin:consolidation_consolidatedinvoice_change", args=[ci.pk]))
+        if request.method != "POST" or not request.user.has_perm("reconciliation.change_bankentry"):
+            return back
+        tenants = user_tenants(request.user)
+        entry = BankEntry.objects.filter(pk=request.POST.get("bank_entry") or None, tenant__in=tenants).first()
+        payment = Payment.objects.filter(pk=request.POST.get("payment") or None, tenant__in=tenants).first()
+        try:
+            services.consolidated_invoice_settle(
+                consolidated_invoice=ci,
+                actor=Actor.for_user(request.user),
+                bank_entry=entry,
+                payment=payment,
+                reason=request.POST.get("reason", ""),
+            )
+        except ApplicationError as exc:
+            self.message_user(request, f"{exc.field + ': ' if exc.field else ''}{exc.detail}", messages.ERROR)
+        else:
+            self.message_user(request, f"{ci} is paid.", messages.SUCCESS)
+        return back
 
 
 @admin.register(ConsolidatedInvoiceLine)

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.actors import Actor
-from billing.models import Customer
+from billing.models import Customer, Payment
 from consolidation import selectors, services
 from consolidation.lifecycle import ConsolidatedStatus, KycStatus, PeriodType
 from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
@@ -21,6 +21,7 @@ from core.api.serializers import StrictSerializer, TenantScopedPrimaryKeyRelated
 from core.api.views import TenantScopedViewSet
 from core.errors import NotFound
 from journeys import selectors as journey_selectors
+from reconciliation.models import BankEntry
 
 
 class LineSerializer(serializers.ModelSerializer):
@@ -98,6 +99,12 @@ class GenerateSerializer(StrictSerializer):
     period_start = serializers.DateField(required=False, allow_null=True, default=None)
 
 
+class SettleSerializer(StrictSerializer):
+    bank_entry = TenantScopedPrimaryKeyRelatedField(queryset=BankEntry.objects.all())
+    payment = TenantScopedPrimaryKeyRelatedField(queryset=Payment.objects.all())
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+
 class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = ConsolidatedInvoice.objects.select_related("customer").prefetch_related("lines")
     serializer_class = ConsolidatedInvoiceSerializer
@@ -120,6 +127,24 @@ class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixi
             {**data, "journeyId": generated.run.journey_id, "_links": {"journey": {"href": f"/api/v1/journeys/{generated.run.journey_id}"}}},
             status=status.HTTP_201_CREATED,
         )
+
+
+    @extend_schema(request=SettleSerializer, responses={200: ConsolidatedInvoiceSerializer})
+    @action(detail=True, methods=["post"])
+    def settle(self, request, pk=None):
+        """Pay the consolidated invoice with a bank entry and its payment: each source is settled by
+        what it still owes through reconciliation (three-way). 400 names a bad bankEntry or payment."""
+        ci = self.get_object()
+        body = SettleSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        services.consolidated_invoice_settle(
+            consolidated_invoice=ci,
+            actor=self.actor,
+            bank_entry=body.validated_data["bank_entry"],
+            payment=body.validated_data["payment"],
+            reason=body.validated_data["reason"],
+        )
+        return Response(ConsolidatedInvoiceSerializer(self.get_queryset().get(pk=ci.pk)).data)
 
 
 class SchedulerStatusView(APIView):

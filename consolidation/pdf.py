@@ -7,6 +7,25 @@ from fpdf import FPDF
 from consolidation.models import ConsolidatedInvoice
 from invoicing.documents import latin1
 
+# The facts of a line shown in its row, in this order (any other keys follow by name).
+_DETAIL_KEYS = ("aircraft", "route", "firs", "countries")
+
+
+def details_text(details: list) -> str:
+    """A source invoice's item details (aircraft, route, FIRs …) as one line of text per item."""
+    parts = []
+    for entry in details:
+        if not isinstance(entry, dict) or not entry:
+            continue
+        keys = [k for k in _DETAIL_KEYS if k in entry] + sorted(k for k in entry if k not in _DETAIL_KEYS)
+        values = []
+        for key in keys:
+            value = entry[key]
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            values.append(f"{key} {text}" if key not in ("aircraft", "route") else text)
+        parts.append("; ".join(values))
+    return " | ".join(parts)
+
 
 def render(ci: ConsolidatedInvoice) -> bytes:
     """One page header, then a row per source invoice, then totals and aggregates."""
@@ -24,16 +43,15 @@ def render(ci: ConsolidatedInvoice) -> bytes:
         pdf.cell(0, 6, latin1(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
-    for width, head in ((35, "Date"), (60, "Invoice"), (50, "Amount"), (0, "Route")):
+    for width, head in ((25, "Date"), (45, "Invoice"), (35, "Amount"), (0, "Details")):
         pdf.cell(width, 6, head, border="B")
     pdf.ln()
     pdf.set_font("Helvetica", size=9)
     for line in ci.lines.all().order_by("invoice_date", "id"):
-        route = ", ".join(str(d.get("route", "")) for d in line.details if isinstance(d, dict) and d.get("route"))
-        pdf.cell(35, 5, line.invoice_date.isoformat())
-        pdf.cell(60, 5, latin1(line.invoice_number))
-        pdf.cell(50, 5, f"{line.amount.normalize():f} {line.currency}")
-        pdf.cell(0, 5, latin1(route[:40]), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(25, 5, line.invoice_date.isoformat())
+        pdf.cell(45, 5, latin1(line.invoice_number))
+        pdf.cell(35, 5, f"{line.amount.normalize():f} {line.currency}")
+        pdf.multi_cell(0, 5, latin1(details_text(line.details) or "-"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for currency, amount in sorted(ci.totals_by_currency.items()):
@@ -42,6 +60,8 @@ def render(ci: ConsolidatedInvoice) -> bytes:
     pdf.cell(0, 5, f"{ci.invoice_count} invoices", new_x="LMARGIN", new_y="NEXT")
     if ci.firs:
         pdf.multi_cell(0, 5, latin1("FIRs crossed: " + ", ".join(ci.firs)), new_x="LMARGIN", new_y="NEXT")
+    if ci.aircraft:
+        pdf.multi_cell(0, 5, latin1("Aircraft: " + ", ".join(ci.aircraft)), new_x="LMARGIN", new_y="NEXT")
     if ci.countries:
         pdf.multi_cell(0, 5, latin1("Countries: " + ", ".join(ci.countries)), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

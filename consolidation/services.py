@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import structlog
 from django.db import connection, transaction
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from audit.actors import Actor
 from audit.context import audited
-from billing.models import Customer, Tenant
+from billing.models import Customer, Payment, Tenant
 from consolidation import selectors
 from consolidation.lifecycle import (
     CONSOLIDATED_TRANSITIONS,
@@ -34,7 +35,12 @@ from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, C
 from consolidation.periods import period_containing, start_day_range
 from consolidation.selectors import JOURNEY_NAME, Target
 from core.errors import ApplicationError, Conflict, ValidationFailed
+from core.money import ZERO
 from core.timezones import business_today
+from invoicing.models import Invoice
+
+if TYPE_CHECKING:
+    from reconciliation.models import BankEntry
 
 log = structlog.get_logger(__name__)
 
@@ -149,8 +155,9 @@ new_lines AS (
     INSERT INTO consolidation_consolidatedinvoiceline
         (tenant_id, consolidated_invoice_id, source_invoice_id, invoice_number, invoice_date, amount, currency, details)
     SELECT %(tenant)s, c.id, i.id, i.number, i.issue_date, i.balance, i.currency,
-           coalesce((SELECT jsonb_agg(ch.details ORDER BY ch.occurred_at, ch.id)
-                     FROM billing_charge ch WHERE ch.invoice_id = i.id), '[]'::jsonb)
+           coalesce((SELECT jsonb_agg(ii.details ORDER BY ii.position, ii.id)
+                     FROM invoicing_invoiceitem ii
+                     WHERE ii.invoice_id = i.id AND ii.details <> '{{}}'::jsonb), '[]'::jsonb)
     FROM new_ci c
     JOIN targets t ON t.customer_id = c.customer_id
     JOIN invoicing_invoice i ON {_ELIGIBLE}
@@ -321,9 +328,60 @@ def _reserve_numbers(*, tenant_id: int, counts: dict[str, int]) -> dict[str, int
     return bases
 
 
+# Drafts follow their sources up to the moment they are issued: the sources are locked, a source
+# that no longer owes anything (cancelled, paid, written off, credited to zero) leaves its draft,
+# every other line takes the source's balance now, and a draft left without lines is cancelled.
+_DRAFT_SOURCES = """
+    FROM consolidation_consolidatedinvoiceline l
+    JOIN consolidation_consolidatedinvoice ci ON ci.id = l.consolidated_invoice_id
+    WHERE ci.journey_run_id = %(run)s AND ci.status = 'DRAFT' AND l.source_invoice_id = i.id
+"""
+_LOCK_SOURCES_SQL = f"""
+SELECT i.id FROM invoicing_invoice i
+WHERE EXISTS (SELECT 1 {_DRAFT_SOURCES}) ORDER BY i.id FOR UPDATE
+"""
+_DROP_SETTLED_SOURCES_SQL = f"""
+DELETE FROM consolidation_consolidatedinvoiceline x
+USING invoicing_invoice i
+WHERE x.source_invoice_id = i.id AND EXISTS (SELECT 1 {_DRAFT_SOURCES} AND l.id = x.id)
+  AND (i.status <> ALL(%(sources)s) OR i.balance <= 0)
+"""
+_FOLLOW_BALANCES_SQL = f"""
+UPDATE consolidation_consolidatedinvoiceline x SET amount = i.balance
+FROM invoicing_invoice i
+WHERE x.source_invoice_id = i.id AND EXISTS (SELECT 1 {_DRAFT_SOURCES} AND l.id = x.id) AND x.amount <> i.balance
+"""
+_CANCEL_EMPTY_DRAFTS_SQL = """
+UPDATE consolidation_consolidatedinvoice ci SET status = 'CANCELLED', total = 0, totals_by_currency = '{}'::jsonb,
+       invoice_count = 0, updated_at = now()
+WHERE ci.journey_run_id = %(run)s AND ci.status = 'DRAFT'
+  AND NOT EXISTS (SELECT 1 FROM consolidation_consolidatedinvoiceline l WHERE l.consolidated_invoice_id = ci.id)
+"""
+
+
+def _refresh_drafts(*, run_pk: int) -> None:
+    """The run's drafts (locked by the caller) follow their sources, in the caller's transaction."""
+    params = {"run": run_pk, "sources": list(SOURCE_STATUSES)}
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SOURCES_SQL, params)
+        cursor.execute(_DROP_SETTLED_SOURCES_SQL, params)
+        cursor.execute(_FOLLOW_BALANCES_SQL, params)
+        cursor.execute(
+            "SELECT id FROM consolidation_consolidatedinvoice WHERE journey_run_id = %s AND status = 'DRAFT'", [run_pk]
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            cursor.execute(_TOTALS_SQL, {"ids": ids})
+        cursor.execute(_CANCEL_EMPTY_DRAFTS_SQL, params)
+
+
 def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date | None = None) -> int:
-    """The run's drafts become PENDING: numbered per period without gaps, dated, due after the
-    tenant's payment terms, and emailed (with a PDF) after commit. Returns how many were issued."""
+    """The run's drafts become PENDING: checked against their sources first (a total is what the
+    sources still owe; a draft whose sources owe nothing is cancelled), numbered per period without
+    gaps, dated, due after the tenant's payment terms, and emailed (with a PDF) after commit. From
+    then on each source changes only through its consolidated invoice. Returns how many were issued."""
+    from invoicing.services import invoices_mark_consolidated
+
     issued_on = issue_date or business_today()
     due_on = issued_on + timedelta(days=tenant.payment_terms_days)
     prefix = selectors.tenant_settings(tenant.pk).number_prefix
@@ -331,9 +389,16 @@ def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date 
         with connection.cursor() as cursor:
             # lock the drafts so a concurrent discard or issue of the same run waits
             cursor.execute(
-                f"SELECT {_PERIOD_KEY}, count(*) FROM (SELECT period_type, period_start "  # noqa: S608 - constant SQL
-                "FROM consolidation_consolidatedinvoice WHERE journey_run_id = %s AND status = 'DRAFT' FOR UPDATE) d "
-                "GROUP BY 1",
+                "SELECT id FROM consolidation_consolidatedinvoice WHERE journey_run_id = %s AND status = 'DRAFT' "
+                "ORDER BY id FOR UPDATE",
+                [run_pk],
+            )
+            if not cursor.fetchall():
+                return 0
+            _refresh_drafts(run_pk=run_pk)
+            cursor.execute(
+                f"SELECT {_PERIOD_KEY}, count(*) FROM consolidation_consolidatedinvoice "  # noqa: S608 - constant SQL
+                "WHERE journey_run_id = %s AND status = 'DRAFT' GROUP BY 1",
                 [run_pk],
             )
             counts = dict(cursor.fetchall())
@@ -352,6 +417,12 @@ def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date 
                 },
             )
             ids = sorted(row[0] for row in cursor.fetchall())
+        marks = list(
+            ConsolidatedInvoiceLine.objects.filter(consolidated_invoice_id__in=ids).values_list(
+                "source_invoice_id", "consolidated_invoice_id", "consolidated_invoice__number"
+            )
+        )
+        invoices_mark_consolidated(marks=marks, actor=actor)
         _enqueue_sends(ids)
     log.info("consolidation.issued", tenant=tenant.pk, run=run_pk, count=len(ids))
     return len(ids)
@@ -390,43 +461,114 @@ def consolidated_invoice_send(*, consolidated_invoice_id: int, actor: Actor) -> 
 
 
 # --- Payment, overdue ----------------------------------------------------------------------------
+class ConsolidatedInvoicePaid(Conflict):
+    code = "consolidated-invoice-paid"
+    title = "Consolidated invoice already paid"
+
+
+class ConsolidatedInvoiceOwesNothing(Conflict):
+    code = "consolidated-invoice-owes-nothing"
+    title = "Consolidated invoice owes nothing"
+
+
+def _owed_by_sources(ci: ConsolidatedInvoice) -> list[tuple[Invoice, Decimal]]:
+    """Lock the sources and bring the lines and total to what each source still owes now; returns
+    (source, amount) for the sources that owe something."""
+    lines = {line.source_invoice_id: line for line in ci.lines.all()}
+    sources = list(Invoice.objects.select_for_update().filter(pk__in=list(lines)).order_by("pk"))
+    owed = []
+    for source in sources:
+        amount = source.balance if source.status in SOURCE_STATUSES and source.balance > ZERO else ZERO
+        line = lines[source.pk]
+        if line.amount != amount:
+            line.amount = amount
+            line.save(update_fields=["amount"])
+        if amount > ZERO:
+            owed.append((source, amount))
+    with connection.cursor() as cursor:
+        cursor.execute(_TOTALS_SQL, {"ids": [ci.pk]})
+    ci.refresh_from_db()
+    return owed
+
+
 def consolidated_invoice_settle(
     *,
     consolidated_invoice: ConsolidatedInvoice,
     actor: Actor,
-    payment_reference: str = "",
-    amount: Decimal | None = None,
-    currency: str | None = None,
-    paid_at: datetime | None = None,
+    bank_entry: BankEntry | None,
+    payment: Payment | None,
+    reason: str = "",
 ) -> ConsolidatedInvoice:
-    """A payment of the whole consolidated invoice: PENDING/OVERDUE → PAID, and every source
-    invoice settled in full through the invoicing transition table. Paying it again is a no-op.
+    """A bank entry and its payment pay the whole consolidated invoice: PENDING/OVERDUE → PAID.
 
-    With `amount`, it must equal the invoice's total in its currency (a partial payment is not a
-    settlement: reconciliation keeps it unapplied).
+    The same three-way path as any payment: each source is settled by what it still owes through
+    reconciliation_match_manual (so each source's amount_paid grows by exactly what was applied,
+    and a reconciliation names the payment and the bank entry). The entry and the payment must
+    each cover what the sources owe; a partial payment is not a settlement (it stays with
+    reconciliation). The same entry and payment again is a no-op; another one is refused (409).
     """
-    from invoicing.services import invoices_settle_in_full
+    from invoicing.services import through_consolidated_invoice
+    from reconciliation.models import Reconciliation, ReconciliationStatus
+    from reconciliation.services import reconciliation_match_manual
 
-    paid_at = paid_at or timezone.now()
-    with audited(actor=actor, reason=f"consolidated invoice paid {payment_reference}".strip()):
+    if bank_entry is None:
+        raise ValidationFailed("Name the bank entry that paid the consolidated invoice.", field="bankEntry")
+    if payment is None:
+        raise ValidationFailed("Name the payment the bank entry brought: no invoice is paid without one.", field="payment")
+    with audited(actor=actor, reason=f"consolidated invoice paid {reason}".strip()):
         ci = ConsolidatedInvoice.objects.select_for_update().get(pk=consolidated_invoice.pk)
+        if bank_entry.tenant_id != ci.tenant_id or bank_entry.currency != ci.currency:
+            raise ValidationFailed(
+                f"The bank entry must be the tenant's and in {ci.currency}.", field="bankEntry", extra={"currency": ci.currency}
+            )
+        if payment.tenant_id != ci.tenant_id or payment.customer_id != ci.customer_id or payment.currency != ci.currency:
+            raise ValidationFailed(
+                f"The payment must be the customer's and in {ci.currency}.", field="payment", extra={"currency": ci.currency}
+            )
         if ci.status == ConsolidatedStatus.PAID:
-            return ci
+            same = Reconciliation.objects.filter(
+                invoice__consolidation_line__consolidated_invoice=ci,
+                bank_entry_id=bank_entry.pk,
+                payment_id=payment.pk,
+                status=ReconciliationStatus.RECONCILED,
+            ).exists()
+            if same:
+                return ci
+            raise ConsolidatedInvoicePaid(
+                f"Consolidated invoice {ci.number} is already paid.", extra={"consolidatedInvoiceId": ci.pk}
+            )
         CONSOLIDATED_TRANSITIONS.check(ci.status, ConsolidatedStatus.PAID)
-        if amount is not None:
-            if currency != ci.currency or amount != ci.total or set(ci.totals_by_currency) != {ci.currency}:
+        owed = _owed_by_sources(ci)
+        total = sum((amount for _, amount in owed), ZERO)
+        if not owed:
+            raise ConsolidatedInvoiceOwesNothing(
+                f"The sources of {ci.number} owe nothing.", extra={"consolidatedInvoiceId": ci.pk}
+            )
+        for field, amount in (("bankEntry", bank_entry.amount), ("payment", payment.amount)):
+            if amount < total:
                 raise ValidationFailed(
-                    "A settlement pays the whole consolidated invoice in its currency.",
-                    field="amount",
-                    extra={"total": str(ci.total), "currency": ci.currency},
+                    f"The {field} brings {amount} {ci.currency}; the consolidated invoice owes {total}: "
+                    "a partial payment is not a settlement.",
+                    field=field,
+                    extra={"total": str(total), "currency": ci.currency},
                 )
-        sources = list(ci.lines.values_list("source_invoice_id", flat=True))
-        invoices_settle_in_full(invoice_ids=sources, actor=actor, paid_at=paid_at)
+        with through_consolidated_invoice(ci.pk):
+            reconciliation_match_manual(
+                tenant=ci.tenant,
+                actor=actor,
+                bank_entry=bank_entry,
+                invoices=owed,
+                payment=payment,
+                reason=f"consolidated invoice {ci.number} {reason}".strip(),
+            )
+        unpaid = Invoice.objects.filter(pk__in=[source.pk for source, _ in owed]).exclude(status="paid").count()
+        if unpaid:
+            raise Conflict(f"{unpaid} source(s) of {ci.number} were not settled in full.", extra={"consolidatedInvoiceId": ci.pk})
         ci.status = ConsolidatedStatus.PAID
-        ci.paid_at = paid_at
-        ci.payment_reference = payment_reference
+        ci.paid_at = timezone.now()
+        ci.payment_reference = (bank_entry.reference or payment.reference or payment.rail_transaction_id)[:200]
         ci.save(update_fields=["status", "paid_at", "payment_reference", "updated_at"])
-    log.info("consolidated.paid", tenant=ci.tenant_id, consolidated_invoice=ci.pk, sources=len(sources))
+    log.info("consolidated.paid", tenant=ci.tenant_id, consolidated_invoice=ci.pk, sources=len(owed))
     return ci
 
 

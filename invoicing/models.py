@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from billing.models import amount_field, currency_field, rate_field, unit_amount_field
-from invoicing.lifecycle import AdjustmentType, InvoiceStatus
+from invoicing.lifecycle import OPEN_STATUSES, AdjustmentType, InvoiceStatus
 
 
 class Invoice(models.Model):
@@ -43,6 +43,11 @@ class Invoice(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     written_off_at = models.DateTimeField(null=True, blank=True)
+    # Set when a consolidated invoice carrying this one is issued (a plain id: invoicing does not
+    # depend on consolidation). From then on the invoice changes only through that consolidated
+    # invoice: cancelling, adjusting or settling it directly is refused.
+    consolidated_into_id = models.BigIntegerField(null=True, blank=True)
+    consolidated_into_number = models.CharField(max_length=40, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -65,6 +70,11 @@ class Invoice(models.Model):
             models.CheckConstraint(
                 condition=Q(balance=F("total") - F("amount_paid") - F("amount_credited")),
                 name="invoice_balance_equation",
+            ),
+            # An open invoice never owes the customer money: a credit stops at what is unpaid.
+            models.CheckConstraint(
+                condition=Q(balance__gte=0) | ~Q(status__in=OPEN_STATUSES),
+                name="invoice_open_balance_non_negative",
             ),
             models.CheckConstraint(
                 condition=Q(status=InvoiceStatus.DRAFT)

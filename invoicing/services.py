@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
 import structlog
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.actors import Actor
@@ -189,6 +191,7 @@ def invoice_cancel(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
     """Cancel a draft or unpaid invoice; its charges become billable again."""
     with audited(actor=actor, reason=reason or "invoice cancelled"):
         locked = _lock(invoice)
+        ensure_not_consolidated(locked, action="cancelled")
         INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.CANCELLED)
         if locked.amount_paid > ZERO:
             raise Conflict(
@@ -224,6 +227,71 @@ def invoices_mark_overdue(*, tenant: Tenant | None = None, today: date | None = 
         return candidates.update(status=InvoiceStatus.OVERDUE, updated_at=timezone.now())
 
 
+class InvoiceConsolidated(Conflict):
+    """The invoice is on an issued consolidated invoice: it changes only through that one."""
+
+    code = "invoice-consolidated"
+    title = "Invoice is on a consolidated invoice"
+
+
+class CreditExceedsBalance(ValidationFailed):
+    code = "credit-exceeds-balance"
+    title = "Credit exceeds what is unpaid"
+
+
+# The consolidated invoice whose settlement is running in this context (see
+# through_consolidated_invoice): its own sources may be settled, no other consolidated source.
+_SETTLING_CONSOLIDATED: ContextVar[int | None] = ContextVar("settling_consolidated", default=None)
+
+
+@contextlib.contextmanager
+def through_consolidated_invoice(consolidated_invoice_id: int) -> Iterator[None]:
+    """Inside this block the sources of `consolidated_invoice_id` may be settled: consolidation
+    pays a consolidated invoice by settling each source through the ordinary three-way path."""
+    token = _SETTLING_CONSOLIDATED.set(consolidated_invoice_id)
+    try:
+        yield
+    finally:
+        _SETTLING_CONSOLIDATED.reset(token)
+
+
+def ensure_not_consolidated(invoice: Invoice, *, action: str) -> None:
+    """Raise InvoiceConsolidated (409) if `invoice` (locked by the caller) is on an issued
+    consolidated invoice, unless that consolidated invoice is being settled in this context."""
+    if invoice.consolidated_into_id is None or _SETTLING_CONSOLIDATED.get() == invoice.consolidated_into_id:
+        return
+    number = invoice.consolidated_into_number or f"#{invoice.consolidated_into_id}"
+    raise InvoiceConsolidated(
+        f"Invoice {invoice.number} is on consolidated invoice {number}: it cannot be {action} on its own; "
+        "it changes only through the consolidated invoice.",
+        extra={
+            "consolidatedInvoiceId": invoice.consolidated_into_id,
+            "consolidatedInvoiceNumber": invoice.consolidated_into_number,
+        },
+    )
+
+
+def invoices_mark_consolidated(*, marks: list[tuple[int, int, str]], actor: Actor) -> int:
+    """(invoice id, consolidated invoice id, its number) for each source of an issued
+    consolidated invoice: from now on those invoices change only through it. Set-based."""
+    if not marks:
+        return 0
+    invoice_ids, ci_ids, numbers = (list(column) for column in zip(*marks, strict=True))
+    with audited(actor=actor, reason="put on an issued consolidated invoice"), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE invoicing_invoice i SET consolidated_into_id = m.ci_id, consolidated_into_number = m.number, "
+            "updated_at = now() FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS m(invoice_id, ci_id, number) "
+            "WHERE i.id = m.invoice_id AND i.consolidated_into_id IS NULL",
+            [invoice_ids, ci_ids, numbers],
+        )
+        return cursor.rowcount
+
+
+def _violates(exc: IntegrityError, constraint: str) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == constraint
+
+
 def invoice_adjust(
     *,
     invoice: Invoice,
@@ -238,45 +306,71 @@ def invoice_adjust(
 ) -> InvoiceAdjustment:
     """Credit or charge one line of an issued invoice, once per idempotency key.
 
-    A credit can take at most the line's available amount; the invoice balance follows.
+    A credit takes at most min(the line's available amount, the invoice's balance): an open
+    invoice never goes below zero. Racing calls with one key all get the one adjustment.
     """
     if (invoice_item is None) == (tax_item is None):
         raise ValidationFailed("Adjust exactly one invoice item or tax item.", field="invoiceItem")
+    if type not in AdjustmentType.values:
+        raise ValidationFailed(f"type must be one of {', '.join(AdjustmentType.values)}.", field="type")
     if amount <= ZERO or not fits_currency(amount, invoice.currency):
         raise ValidationFailed("The amount must be positive and fit the currency.", field="amount")
     line_model = InvoiceItem if invoice_item is not None else TaxItem
     line_id = (invoice_item or tax_item).pk
+
+    def existing() -> InvoiceAdjustment | None:
+        return InvoiceAdjustment.objects.filter(tenant_id=invoice.tenant_id, idempotency_key=idempotency_key).first()
+
     with audited(actor=actor, reason=reason):
-        existing = InvoiceAdjustment.objects.filter(
-            tenant_id=invoice.tenant_id, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing
+        if (found := existing()) is not None:
+            return found
         locked = _lock(invoice)
+        # a racer with the same key on this invoice held the lock until it committed: look again
+        if (found := existing()) is not None:
+            return found
+        ensure_not_consolidated(locked, action="adjusted")
         if locked.status not in OPEN_STATUSES:
             raise Conflict(
                 "Only an issued, unsettled invoice can be adjusted.", extra={"currentStatus": locked.status}
             )
         line = line_model.objects.select_for_update().get(pk=line_id, invoice=locked)
         signed = amount if type == AdjustmentType.CREDIT else -amount
-        if type == AdjustmentType.CREDIT and amount > line.available_to_credit_amount:
-            raise ValidationFailed("The credit exceeds what the line has available.", field="amount")
-        line.available_to_credit_amount -= signed
-        line.save(update_fields=["available_to_credit_amount"])
-        locked.amount_credited += signed
-        locked.balance = locked.total - locked.amount_paid - locked.amount_credited
-        locked.save(update_fields=["amount_credited", "balance", "updated_at"])
-        return InvoiceAdjustment.objects.create(
-            tenant_id=locked.tenant_id,
-            invoice=locked,
-            invoice_item=invoice_item,
-            tax_item=tax_item,
-            type=type,
-            amount=amount,
-            reason=reason,
-            source=source,
-            idempotency_key=idempotency_key,
-        )
+        if type == AdjustmentType.CREDIT:
+            limit = min(line.available_to_credit_amount, max(locked.balance, ZERO))
+            if amount > limit:
+                raise CreditExceedsBalance(
+                    f"A credit may take at most {limit} {locked.currency}: the line has "
+                    f"{line.available_to_credit_amount} available and the invoice {locked.balance} unpaid.",
+                    field="amount",
+                    extra={
+                        "maximum": str(limit),
+                        "lineAvailable": str(line.available_to_credit_amount),
+                        "balance": str(locked.balance),
+                    },
+                )
+        try:
+            # a racer with the same key on another invoice: its insert wins, this one rolls back here
+            with transaction.atomic():
+                line.available_to_credit_amount -= signed
+                line.save(update_fields=["available_to_credit_amount"])
+                locked.amount_credited += signed
+                locked.balance = locked.total - locked.amount_paid - locked.amount_credited
+                locked.save(update_fields=["amount_credited", "balance", "updated_at"])
+                return InvoiceAdjustment.objects.create(
+                    tenant_id=locked.tenant_id,
+                    invoice=locked,
+                    invoice_item=invoice_item,
+                    tax_item=tax_item,
+                    type=type,
+                    amount=amount,
+                    reason=reason,
+                    source=source,
+                    idempotency_key=idempotency_key,
+                )
+        except IntegrityError as exc:
+            if not _violates(exc, "adjustment_unique_idempotency_key"):
+                raise
+        return existing()
 
 
 def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
@@ -295,33 +389,6 @@ def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
         invoice.save(update_fields=["sent_at", "updated_at"])
     log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
     return True
-
-
-# --- Settlement through a consolidated invoice (called by consolidation) -------------------------
-# Kept at the end on purpose: reconciliation is being built alongside and will own payment
-# application; this is only the "paid in full by someone else's document" transition.
-def invoices_settle_in_full(*, invoice_ids: list[int], actor: Actor, paid_at=None) -> int:
-    """Each open invoice among `invoice_ids` becomes paid in full (amount_paid = total − credits,
-    balance 0) through the transition table; invoices already settled are left as they are."""
-    from django.db.models import F
-
-    paid_at = paid_at or timezone.now()
-    settled = (InvoiceStatus.PAID, InvoiceStatus.CANCELLED, InvoiceStatus.WRITTEN_OFF)
-    with audited(actor=actor, reason="settled by a consolidated invoice"):
-        locked = list(Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk").values_list("pk", "status"))
-        to_pay = []
-        for pk, status in locked:
-            if status in settled:
-                continue
-            INVOICE_TRANSITIONS.check(status, InvoiceStatus.PAID)
-            to_pay.append(pk)
-        return Invoice.objects.filter(pk__in=to_pay).update(
-            status=InvoiceStatus.PAID,
-            amount_paid=F("total") - F("amount_credited"),
-            balance=ZERO,
-            paid_at=paid_at,
-            updated_at=timezone.now(),
-        )
 
 
 # --- Settlements (applied by reconciliation) ---------------------------------------------------

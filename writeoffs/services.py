@@ -109,6 +109,8 @@ WHERE s.tenant_id = %(tenant)s AND s.status = 'cancelled'
   AND s.cancelled_at >= %(start)s AND s.cancelled_at < %(end)s
   AND s.cancellation_source = ANY(%(sources)s)
   AND i.balance <> 0 AND i.status = ANY(%(statuses)s)
+  -- a source of an issued consolidated invoice changes only through that one
+  AND i.consolidated_into_id IS NULL
 ORDER BY i.id, s.cancelled_at DESC, s.id DESC
 ON CONFLICT (invoice_id, business_date) DO NOTHING
 """
@@ -118,7 +120,8 @@ def writeoff_find_candidates(*, run_pk: int, tenant_id: int, business_date: date
     """Record this run's candidates (in the caller's audited transaction) and return its summary.
 
     Candidates: open invoices with a non-zero balance that bill a subscription of the same
-    customer cancelled 1–5 days before `business_date` by one of SOURCES.
+    customer cancelled 1–5 days before `business_date` by one of SOURCES, and are not on an
+    issued consolidated invoice (those change only through it).
     """
     start, end = cancellation_window(business_date)
     with connection.cursor() as cursor:

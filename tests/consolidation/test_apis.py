@@ -87,3 +87,35 @@ def test_scheduler_status_and_trigger(api, tenant_a, django_capture_on_commit_ca
     assert status["schedule"] == "0 1 * * *" and status["lastRun"] is None
     assert triggered.status_code == 202
     assert after["lastRun"]["journeyId"] == triggered.json()["journeyId"]
+
+
+def test_settle_pays_through_a_bank_entry_and_payment_and_names_a_bad_or_missing_one(api, tenant_a, tenant_b, django_capture_on_commit_callbacks):
+    from consolidation import services
+    from consolidation.models import ConsolidatedInvoice
+    from journeys.models import JourneyRun
+    from tests.consolidation.helpers import ACTOR, bank_entry, completed_payment
+
+    with django_capture_on_commit_callbacks(execute=False):
+        customer = enabled_customer(tenant_a.tenant)
+        source = issued_invoice(customer, date(2026, 1, 20))
+        run = JourneyRun.objects.create(journey_name="daily-consolidation", tenant=tenant_a.tenant, current_state="buildDrafts")
+        services.drafts_build(tenant_id=tenant_a.tenant.pk, run_pk=run.pk, day=date(2026, 1, 25), customer_ids=[customer.pk], actor=ACTOR)
+        services.drafts_issue(run_pk=run.pk, tenant=tenant_a.tenant, actor=ACTOR, issue_date=date(2026, 1, 25))
+        ci = ConsolidatedInvoice.objects.get()
+        entry, payment = bank_entry(tenant_a.tenant, "100.00"), completed_payment(customer, "100.00")
+        foreign_entry = bank_entry(tenant_b.tenant, "100.00")
+        url = f"/api/v1/consolidated-invoices/{ci.pk}/settle"
+
+        missing = api.post(url, {"payment": payment.pk}, format="json")
+        foreign = api.post(url, {"bankEntry": foreign_entry.pk, "payment": payment.pk}, format="json")
+        short = api.post(url, {"bankEntry": bank_entry(tenant_a.tenant, "10.00").pk, "payment": payment.pk}, format="json")
+        no_payment = api.post(url, {"bankEntry": entry.pk, "payment": 999999}, format="json")
+        paid = api.post(url, {"bankEntry": entry.pk, "payment": payment.pk, "reason": "remittance CONS-2026-W04-001"}, format="json")
+
+    for response, field in ((missing, "bankEntry"), (foreign, "bankEntry"), (short, "bankEntry"), (no_payment, "payment")):
+        assert response.status_code == 400, response.json()
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert paid.status_code == 200, paid.json()
+    assert (paid.json()["status"], paid.json()["paymentReference"]) == ("PAID", "CONS-REF")
+    source.refresh_from_db()
+    assert (source.status, source.amount_paid) == ("paid", source.total)

@@ -11,8 +11,14 @@ from audit.models import Event
 from consolidation import selectors, services
 from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, ConsolidationSettings
 from invoicing import services as invoicing_services
-from invoicing.models import Invoice
-from tests.consolidation.helpers import ACTOR, enabled_customer, issued_invoice
+from tests.consolidation.helpers import (
+    ACTOR,
+    bank_entry,
+    completed_payment,
+    enabled_customer,
+    issued_invoice,
+    issued_invoice_with_item_details,
+)
 
 SUNDAY = date(2026, 1, 25)  # last day of the week Monday 19 – Sunday 25 Jan 2026
 
@@ -209,24 +215,162 @@ def test_rejected_drafts_are_cancelled_and_their_sources_released(tenant_a, no_e
     assert ConsolidatedInvoice.objects.get(status="DRAFT").lines.get().source_invoice_id == source.pk
 
 
-def test_payment_of_a_consolidated_invoice_settles_its_sources(tenant_a, no_enqueue):
+def issue(tenant, day=SUNDAY):
+    run = build(tenant, day)
+    services.drafts_issue(run_pk=run.pk, tenant=tenant, actor=ACTOR, issue_date=day)
+    return run
+
+
+def test_paying_a_consolidated_invoice_settles_each_source_by_what_it_owes_through_reconciliation(tenant_a, no_enqueue):
+    from reconciliation.models import Reconciliation
+
+    # given source A of 100.00, 40.00 of it paid by bank while the consolidated invoice was a draft
     customer = enabled_customer(tenant_a.tenant)
-    sources = [issued_invoice(customer, date(2026, 1, 20)), issued_invoice(customer, date(2026, 1, 21), amount="20.00")]
+    a = issued_invoice(customer, date(2026, 1, 20))
+    b = issued_invoice(customer, date(2026, 1, 21), amount="20.00")
     run = build(tenant_a.tenant, SUNDAY)
+    invoicing_services.invoice_apply_settlement(invoice=a, actor=ACTOR, amount=Decimal("40.00"), reason="bank")
     services.drafts_issue(run_pk=run.pk, tenant=tenant_a.tenant, actor=ACTOR, issue_date=SUNDAY)
     ci = ConsolidatedInvoice.objects.get()
+    assert ci.total == Decimal("80.00")  # what the sources still owe at issue
+    entry, payment = bank_entry(tenant_a.tenant, "80.00"), completed_payment(customer, "80.00")
 
-    with pytest.raises(services.ValidationFailed):
-        services.consolidated_invoice_settle(consolidated_invoice=ci, actor=ACTOR, amount=Decimal("1.00"), currency="EUR")
-    paid = services.consolidated_invoice_settle(
-        consolidated_invoice=ci, actor=ACTOR, payment_reference="BANK-1", amount=Decimal("120.00"), currency="EUR"
+    # when
+    paid = services.consolidated_invoice_settle(consolidated_invoice=ci, actor=ACTOR, bank_entry=entry, payment=payment)
+    again = services.consolidated_invoice_settle(consolidated_invoice=ci, actor=ACTOR, bank_entry=entry, payment=payment)
+
+    # then: amount_paid grew by what was applied (40.00 by bank + 60.00 consolidated), never overwritten
+    assert (paid.status, again.status, paid.payment_reference) == ("PAID", "PAID", "CONS-REF")
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert (a.status, a.amount_paid, a.balance) == ("paid", Decimal("100.00"), 0)
+    assert (b.status, b.amount_paid, b.balance) == ("paid", Decimal("20.00"), 0)
+    recs = Reconciliation.objects.filter(invoice__in=[a, b], status="reconciled")
+    assert sorted((r.invoice_id, r.amount, r.payment_id, r.bank_entry_id) for r in recs) == [
+        (a.pk, Decimal("60.00"), payment.pk, entry.pk),
+        (b.pk, Decimal("20.00"), payment.pk, entry.pk),
+    ]
+    other = bank_entry(tenant_a.tenant, "80.00")
+    with pytest.raises(services.ConsolidatedInvoicePaid):
+        services.consolidated_invoice_settle(consolidated_invoice=ci, actor=ACTOR, bank_entry=other, payment=payment)
+
+
+def test_settling_without_or_with_a_short_bank_entry_or_payment_is_refused_naming_the_field(tenant_a, no_enqueue):
+    customer = enabled_customer(tenant_a.tenant)
+    source = issued_invoice(customer, date(2026, 1, 20))
+    issue(tenant_a.tenant)
+    ci = ConsolidatedInvoice.objects.get()
+    entry, payment = bank_entry(tenant_a.tenant, "100.00"), completed_payment(customer, "100.00")
+    stranger = completed_payment(enabled_customer(tenant_a.tenant), "100.00")
+    cases = [
+        (None, payment, "bankEntry"),
+        (entry, None, "payment"),
+        (bank_entry(tenant_a.tenant, "99.99"), payment, "bankEntry"),
+        (bank_entry(tenant_a.tenant, "100.00", currency="USD"), payment, "bankEntry"),
+        (entry, completed_payment(customer, "50.00"), "payment"),
+        (entry, stranger, "payment"),
+    ]
+
+    for bad_entry, bad_payment, field in cases:
+        with pytest.raises(services.ValidationFailed) as refused:
+            services.consolidated_invoice_settle(consolidated_invoice=ci, actor=ACTOR, bank_entry=bad_entry, payment=bad_payment)
+        assert (refused.value.status, refused.value.field) == (400, field)
+
+    ci.refresh_from_db()
+    source.refresh_from_db()
+    assert (ci.status, source.status, source.amount_paid) == ("PENDING", "payment_due", 0)
+
+
+def test_a_source_on_an_issued_consolidated_invoice_changes_only_through_it(tenant_a, no_enqueue):
+    customer = enabled_customer(tenant_a.tenant)
+    source = issued_invoice(customer, date(2026, 1, 20))
+    issue(tenant_a.tenant)
+    ci = ConsolidatedInvoice.objects.get()
+    item = source.items.get()
+
+    refusals = []
+    for attempt in (
+        lambda: invoicing_services.invoice_cancel(invoice=source, actor=ACTOR, reason="customer asks"),
+        lambda: invoicing_services.invoice_adjust(
+            invoice=source, actor=ACTOR, type="credit", amount=Decimal("10.00"), reason="goodwill",
+            source="api", idempotency_key="gw-1", invoice_item=item,
+        ),
+    ):
+        with pytest.raises(invoicing_services.InvoiceConsolidated) as refused:
+            attempt()
+        refusals.append(refused.value)
+
+    assert {(r.status, r.code) for r in refusals} == {(409, "invoice-consolidated")}
+    assert refusals[0].extra == {"consolidatedInvoiceId": ci.pk, "consolidatedInvoiceNumber": "CONS-2026-W04-001"}
+    source.refresh_from_db()
+    assert (source.status, source.balance, source.amount_credited) == ("payment_due", Decimal("100.00"), 0)
+
+
+def test_api_cancel_of_a_consolidated_source_answers_409_naming_the_consolidated_invoice(tenant_a, no_enqueue):
+    customer = enabled_customer(tenant_a.tenant)
+    source = issued_invoice(customer, date(2026, 1, 20))
+    issue(tenant_a.tenant)
+
+    response = tenant_a.client.post(f"/api/v1/invoices/{source.pk}/cancel", {"reason": "customer asks"}, format="json")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert (body["code"], body["consolidatedInvoiceNumber"]) == ("invoice-consolidated", "CONS-2026-W04-001")
+
+
+def test_a_draft_follows_its_sources_until_it_is_issued(tenant_a, no_enqueue):
+    customer = enabled_customer(tenant_a.tenant)
+    cancelled = issued_invoice(customer, date(2026, 1, 20))
+    credited = issued_invoice(customer, date(2026, 1, 21), amount="50.00")
+    run = build(tenant_a.tenant, SUNDAY)
+    # while the consolidated invoice is a draft, its sources may still change directly
+    invoicing_services.invoice_cancel(invoice=cancelled, actor=ACTOR, reason="billed by mistake")
+    invoicing_services.invoice_adjust(
+        invoice=credited, actor=ACTOR, type="credit", amount=Decimal("15.00"), reason="goodwill",
+        source="api", idempotency_key="gw-2", invoice_item=credited.items.get(),
     )
-    again = services.consolidated_invoice_settle(consolidated_invoice=ci, actor=ACTOR)
 
-    assert (paid.status, again.status, paid.payment_reference) == ("PAID", "PAID", "BANK-1")
-    for source in Invoice.objects.filter(pk__in=[s.pk for s in sources]):
-        assert (source.status, source.amount_paid, source.balance) == ("paid", source.total, 0)
-        assert source.paid_at is not None
+    services.drafts_issue(run_pk=run.pk, tenant=tenant_a.tenant, actor=ACTOR, issue_date=SUNDAY)
+
+    ci = ConsolidatedInvoice.objects.get()
+    assert (ci.status, ci.total, ci.invoice_count, ci.totals_by_currency) == ("PENDING", Decimal("35.00"), 1, {"EUR": "35.0000"})
+    assert list(ci.lines.values_list("source_invoice_id", "amount")) == [(credited.pk, Decimal("35.00"))]
+    assert not ConsolidatedInvoiceLine.objects.filter(source_invoice=cancelled).exists()
+    credited.refresh_from_db()
+    assert (credited.consolidated_into_id, credited.consolidated_into_number) == (ci.pk, ci.number)
+
+
+def test_a_draft_whose_sources_all_owe_nothing_is_cancelled_not_issued(tenant_a, no_enqueue):
+    customer = enabled_customer(tenant_a.tenant)
+    source = issued_invoice(customer, date(2026, 1, 20))
+    run = build(tenant_a.tenant, SUNDAY)
+    invoicing_services.invoice_cancel(invoice=source, actor=ACTOR, reason="billed by mistake")
+
+    assert services.drafts_issue(run_pk=run.pk, tenant=tenant_a.tenant, actor=ACTOR, issue_date=SUNDAY) == 0
+
+    ci = ConsolidatedInvoice.objects.get()
+    assert (ci.status, ci.number, ci.total) == ("CANCELLED", None, 0)
+
+
+def test_item_details_are_carried_onto_the_consolidated_lines_and_its_pdf(tenant_a, no_enqueue):
+    import re
+    import zlib
+
+    from consolidation.pdf import render
+
+    customer = enabled_customer(tenant_a.tenant)
+    issued_invoice_with_item_details(
+        customer, date(2026, 1, 20), details={"aircraft": "OE-LBX", "route": "LOWW-LIRF", "firs": ["LOVV", "LIMM"]}
+    )
+    issue(tenant_a.tenant)
+
+    ci = ConsolidatedInvoice.objects.get()
+    assert ci.lines.get().details == [{"aircraft": "OE-LBX", "route": "LOWW-LIRF", "firs": ["LOVV", "LIMM"]}]
+    assert (ci.aircraft, ci.firs) == (["OE-LBX"], ["LIMM", "LOVV"])
+    pdf = render(ci)
+    text = b"".join(zlib.decompress(stream) for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S))
+    assert b"OE-LBX; LOWW-LIRF; firs LOVV, LIMM" in text
+    assert b"Aircraft: OE-LBX" in text
 
 
 def test_pending_consolidated_invoice_becomes_overdue_after_due_date(tenant_a, no_enqueue):

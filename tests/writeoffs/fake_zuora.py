@@ -168,7 +168,11 @@ class FakeZuora:
                 lines = {i["id"]: i for i in inv["items"]} | {t["id"]: t for i in inv["items"] for t in i["taxes"]}
                 line = lines.get(payload["SourceId"])
                 amount = Decimal(payload["Amount"])
-                if line is None or (payload["Type"] == "Credit" and amount > line["available"]):
+                # as Zuora does, a credit on a negative line is accepted (it makes the line more
+                # negative); the write-off must never send one
+                over_credit = payload["Type"] == "Credit" and Decimal(0) <= line["available"] < amount if line else False
+                over_charge = payload["Type"] == "Charge" and line["available"] < 0 and amount > -line["available"] if line else False
+                if line is None or over_credit or over_charge:
                     return 200, {"Success": False, "Errors": [{"Code": "INVALID_VALUE", "Message": "bad adjustment"}]}
                 signed = amount if payload["Type"] == "Credit" else -amount
                 line["available"] -= signed

@@ -9,7 +9,7 @@ from django.db.models import F
 
 from audit.actors import Actor
 from invoicing import services as invoicing
-from invoicing.models import Invoice, InvoiceItem
+from invoicing.models import Invoice, InvoiceItem, TaxItem
 from journeys import engine
 from journeys.models import JourneyRun
 from tests.factories import CustomerFactory, SubscriptionFactory
@@ -39,6 +39,15 @@ def unbalanced_invoice(subscription, *, lines=(("100.00", "0.19"),), paid: str =
         status=status, amount_paid=Decimal(paid), balance=F("total") - Decimal(paid) - F("amount_credited")
     )
     invoice.refresh_from_db()
+    return invoice
+
+
+def unwritable_invoice(subscription, **kwargs) -> Invoice:
+    """An open invoice with a balance but no line left to credit (its lines were credited to nothing
+    elsewhere): the write-off rule cannot bring it to zero, so its candidate fails."""
+    invoice = unbalanced_invoice(subscription, **kwargs)
+    InvoiceItem.objects.filter(invoice=invoice).update(available_to_credit_amount=0)
+    TaxItem.objects.filter(invoice=invoice).update(available_to_credit_amount=0)
     return invoice
 
 

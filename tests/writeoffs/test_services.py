@@ -9,7 +9,14 @@ import pytest
 from invoicing.models import InvoiceAdjustment
 from journeys.models import ApprovalPolicy
 from tests.factories import CustomerFactory
-from tests.writeoffs.helpers import ACTOR, cancelled_subscription, start_run, step, unbalanced_invoice
+from tests.writeoffs.helpers import (
+    ACTOR,
+    cancelled_subscription,
+    start_run,
+    step,
+    unbalanced_invoice,
+    unwritable_invoice,
+)
 from writeoffs import services
 from writeoffs.models import WriteOffCandidate
 from writeoffs.providers import Line, WriteOffFailed, plan_adjustments
@@ -96,16 +103,40 @@ def test_plan_takes_the_largest_lines_first_for_a_positive_balance():
     ]
 
 
-def test_plan_takes_the_smallest_lines_first_for_a_negative_balance():
-    lines = [Line("item-1", "InvoiceDetail", Decimal("100")), Line("tax-1", "Tax", Decimal("19")), Line("tax-2", "Tax", Decimal("5"))]
+def test_plan_charges_only_negative_lines_largest_first_for_a_negative_balance():
+    lines = [
+        Line("item-1", "InvoiceDetail", Decimal("100")),
+        Line("tax-1", "Tax", Decimal("19")),
+        Line("item-2", "InvoiceDetail", Decimal("-5")),
+        Line("item-3", "InvoiceDetail", Decimal("-40")),
+    ]
 
     plan = plan_adjustments(Decimal("-30"), lines)
 
-    assert [(p.line.ref, p.type, p.amount) for p in plan] == [
-        ("tax-2", "Charge", Decimal("5")),
-        ("tax-1", "Charge", Decimal("19")),
-        ("item-1", "Charge", Decimal("6")),
+    assert [(p.line.ref, p.type, p.amount) for p in plan] == [("item-3", "Charge", Decimal("30"))]
+
+
+def test_plan_credits_only_positive_lines_of_a_positive_balance():
+    # the issue's invoice: balance 47.50, item A +40.00 with tax 8.00, item B -12.00
+    lines = [
+        Line("item-A", "InvoiceDetail", Decimal("40.00")),
+        Line("tax-A", "Tax", Decimal("8.00")),
+        Line("item-B", "InvoiceDetail", Decimal("-12.00")),
     ]
+
+    plan = plan_adjustments(Decimal("47.50"), lines)
+
+    assert [(p.line.ref, p.type, p.amount) for p in plan] == [
+        ("item-A", "Credit", Decimal("40.00")),
+        ("tax-A", "Credit", Decimal("7.50")),
+    ]
+
+
+def test_plan_never_uses_lines_of_the_other_sign_to_reach_zero():
+    with pytest.raises(WriteOffFailed, match="negative balance takes charges on negative lines only"):
+        plan_adjustments(Decimal("-30"), [Line("item-1", "InvoiceDetail", Decimal("100")), Line("item-2", "InvoiceDetail", Decimal("-10"))])
+    with pytest.raises(WriteOffFailed, match="positive balance takes credits on positive lines only"):
+        plan_adjustments(Decimal("30"), [Line("item-1", "InvoiceDetail", Decimal("20")), Line("item-2", "InvoiceDetail", Decimal("-100"))])
 
 
 def test_plan_that_cannot_reach_zero_is_refused():
@@ -177,30 +208,11 @@ def test_item_with_less_available_than_the_balance_is_taken_whole_then_the_next(
 
 
 @pytest.mark.django_db
-def test_negative_balance_is_charged_back_to_zero(tenant_a, django_capture_on_commit_callbacks):
-    tenant = tenant_a.tenant
-    sub = cancelled_subscription(tenant, at=datetime(2026, 3, 8, tzinfo=ZoneInfo("UTC")), source="AUTOCANCEL")
-    invoice = unbalanced_invoice(sub, lines=[("100.00", "0.19")], paid="150.00")  # balance -31.00
-
-    with django_capture_on_commit_callbacks(execute=False):
-        run = find(tenant)
-        apply(run)
-
-    invoice.refresh_from_db()
-    assert list(InvoiceAdjustment.objects.filter(invoice=invoice).order_by("id").values_list("type", "amount", "tax_item_id")) == [
-        ("charge", Decimal("19.0000"), invoice.tax_items.get().pk),
-        ("charge", Decimal("12.0000"), None),
-    ]
-    assert (invoice.balance, invoice.status) == (Decimal("0"), "written_off")
-    assert WriteOffCandidate.objects.get(run=run).written_off_amount == Decimal("-31.00")
-
-
-@pytest.mark.django_db
 def test_one_invoice_that_cannot_reach_zero_fails_alone(tenant_a, django_capture_on_commit_callbacks):
     tenant = tenant_a.tenant
     sub = cancelled_subscription(tenant, at=datetime(2026, 3, 8, tzinfo=ZoneInfo("UTC")))
     good = unbalanced_invoice(sub)
-    bad = unbalanced_invoice(sub, paid="500.00")  # -381.00: more than its lines' 119.00 can charge back
+    bad = unwritable_invoice(sub)  # balance 119.00, no line with anything left to credit
 
     with django_capture_on_commit_callbacks(execute=False):
         run = find(tenant)
@@ -270,3 +282,23 @@ def test_window_edges_are_business_midnights(settings):
     start, end = services.cancellation_window(RUN_DAY)
     assert (start.isoformat(), end.isoformat()) == ("2026-03-05T00:00:00+13:00", "2026-03-10T00:00:00+13:00")
     assert end - start == timedelta(days=5)
+
+
+@pytest.mark.django_db
+def test_a_source_of_an_issued_consolidated_invoice_is_not_written_off_on_its_own(tenant_a, django_capture_on_commit_callbacks):
+    from invoicing.models import Invoice
+
+    tenant = tenant_a.tenant
+    sub = cancelled_subscription(tenant, at=datetime(2026, 3, 8, tzinfo=ZoneInfo("UTC")))
+    consolidated, later = unbalanced_invoice(sub), unbalanced_invoice(sub)
+    Invoice.objects.filter(pk=consolidated.pk).update(consolidated_into_id=7, consolidated_into_number="CONS-2026-M03-001")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = find(tenant)
+        # consolidated after the candidates were found: the apply step refuses it with the reason
+        Invoice.objects.filter(pk=later.pk).update(consolidated_into_id=8, consolidated_into_number="CONS-2026-M03-002")
+        apply(run)
+
+    candidates = list(WriteOffCandidate.objects.filter(run=run).values_list("invoice_id", "status", "error"))
+    assert candidates == [(later.pk, "failed", "on consolidated invoice CONS-2026-M03-002: it changes only through the consolidated invoice")]
+    assert not InvoiceAdjustment.objects.exists()

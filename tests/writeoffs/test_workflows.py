@@ -18,7 +18,14 @@ from journeys import engine
 from journeys.models import ApprovalPolicy, JourneyTimer
 from tests.conftest import grant_approver
 from tests.factories import MembershipFactory, UserFactory
-from tests.writeoffs.helpers import ACTOR, cancelled_subscription, start_run, step, unbalanced_invoice
+from tests.writeoffs.helpers import (
+    ACTOR,
+    cancelled_subscription,
+    start_run,
+    step,
+    unbalanced_invoice,
+    unwritable_invoice,
+)
 from writeoffs import services, tasks
 from writeoffs.models import WriteOffCandidate, WriteOffReport
 
@@ -151,7 +158,7 @@ def test_failures_are_reported_as_csv_emailed_and_sent_to_a_signed_webhook(tenan
     services.writeoff_settings_save(tenant=tenant, actor=ACTOR, finance_emails="ar@acme.example, cfo@acme.example", webhook_url=url, webhook_secret="whsec")
     sub = cancelled_subscription(tenant, at=CANCELLED)
     good = unbalanced_invoice(sub)
-    bad = unbalanced_invoice(sub, paid="500.00")
+    bad = unwritable_invoice(sub)
     mail.outbox.clear()
 
     notify = []
@@ -215,7 +222,7 @@ def test_no_failure_means_no_notification(tenant_a, monkeypatch, django_capture_
 @pytest.mark.django_db
 def test_report_of_another_tenant_is_not_found(tenant_a, tenant_b, django_capture_on_commit_callbacks):
     policy(tenant_b.tenant, "never")
-    unbalanced_invoice(cancelled_subscription(tenant_b.tenant, at=CANCELLED), paid="500.00")
+    unwritable_invoice(cancelled_subscription(tenant_b.tenant, at=CANCELLED))
     with django_capture_on_commit_callbacks(execute=False):
         run = start_run(tenant_b.tenant, DAY)
         step(run, "findCandidates")

@@ -10,7 +10,7 @@ from tests.writeoffs.fake_zuora import FakeZuora
 from tests.writeoffs.helpers import ACTOR, cancelled_subscription, start_run, step, unbalanced_invoice
 from writeoffs import services
 from writeoffs.models import WriteOffCandidate
-from writeoffs.providers import zuora
+from writeoffs.providers import WriteOffFailed, zuora
 from writeoffs.providers.zuora import ZuoraClient, ZuoraError
 
 DAY = date(2026, 3, 10)
@@ -67,13 +67,38 @@ def test_account_credit_balance_is_applied_first(fake):
     assert result.written_off == Decimal("119")
 
 
-def test_negative_balance_is_charged(fake):
-    fake.add_invoice("INV-1", lines=[("100", "19")], balance="-25")
+def test_negative_balance_is_charged_on_negative_lines_only(fake):
+    fake.add_invoice("INV-1", lines=[("100", "19"), ("-40", "0")], balance="-25")
 
     client(fake).write_off_invoice(invoice_key="INV-1", business_date=DAY, reason_code="R", comment="c")
 
-    assert [(a["SourceType"], a["Type"], Decimal(a["Amount"])) for a in fake.adjustments] == [("Tax", "Charge", Decimal("19")), ("InvoiceDetail", "Charge", Decimal("6"))]
+    assert [(a["SourceId"], a["Type"], Decimal(a["Amount"])) for a in fake.adjustments] == [("item-1-1", "Charge", Decimal("25"))]
     assert fake.invoices["INV-1"]["balance"] == 0
+
+
+def test_positive_balance_is_credited_on_positive_lines_only(fake):
+    # the invoice: balance 47.50, item A +40.00 (tax 8.00), item B -12.00
+    fake.add_invoice("INV-1", lines=[("40.00", "8.00"), ("-12.00", "0")], balance="47.50")
+
+    result = client(fake).write_off_invoice(invoice_key="INV-1", business_date=DAY, reason_code="R", comment="c")
+
+    assert [(a["SourceId"], a["Type"], Decimal(a["Amount"])) for a in fake.adjustments] == [
+        ("item-1-0", "Credit", Decimal("40.00")),
+        ("tax-1-0", "Credit", Decimal("7.50")),
+    ]
+    assert (result.status, result.written_off, fake.invoices["INV-1"]["balance"]) == ("succeeded", Decimal("47.50"), 0)
+
+
+def test_balance_the_rule_cannot_zero_fails_before_anything_is_posted(fake):
+    # a negative balance with positive lines only; the account's credit balance is not touched either
+    fake.add_invoice("INV-1", lines=[("100", "19")], balance="-25", credit_balance="30")
+    fake.add_invoice("INV-2", lines=[("10", "0"), ("-50", "0")], balance="30", credit_balance="5")
+
+    for key in ("INV-1", "INV-2"):
+        with pytest.raises(WriteOffFailed, match="cannot bring the balance"):
+            client(fake).write_off_invoice(invoice_key=key, business_date=DAY, reason_code="R", comment="c")
+
+    assert posts(fake) == [] and fake.adjustments == []
 
 
 def test_zero_balance_is_skipped_without_posting(fake):
@@ -165,3 +190,28 @@ def test_zuora_tenant_run_writes_off_remotely_and_reports_failures(fake, tenant_
     assert outcome == {good.pk: "succeeded", missing.pk: "failed"}
     assert "HTTP 404" in WriteOffCandidate.objects.get(invoice=missing).error
     assert fake.invoices[good.number]["balance"] == 0
+
+
+@pytest.mark.django_db
+def test_run_reports_an_invoice_the_rule_cannot_zero_as_failed_not_written_off(fake, tenant_a, django_capture_on_commit_callbacks):
+    tenant = tenant_a.tenant
+    services.writeoff_settings_save(
+        tenant=tenant, actor=ACTOR, provider="zuora", zuora_base_url=fake.base_url, zuora_client_id="ledgerflow", zuora_client_secret="s3cret"
+    )
+    sub = cancelled_subscription(tenant, at=datetime(2026, 3, 8, tzinfo=ZoneInfo("UTC")))
+    good, bad = unbalanced_invoice(sub), unbalanced_invoice(sub)
+    fake.add_invoice(good.number, lines=[("40.00", "8.00"), ("-12.00", "0")], balance="47.50")
+    fake.add_invoice(bad.number, lines=[("10.00", "0"), ("-12.00", "0")], balance="-2.00", credit_balance="0")
+    fake.invoices[bad.number]["items"][1]["available"] = Decimal("-1.00")  # only 1.00 left to charge back
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_run(tenant, DAY)
+        step(run, "findCandidates")
+        ids = list(WriteOffCandidate.objects.filter(run=run).values_list("pk", flat=True))
+        services.writeoff_apply_chunk(run_pk=run.pk, candidate_ids=ids, actor=ACTOR)
+
+    outcome = {c.invoice_id: (c.status, c.written_off_amount) for c in WriteOffCandidate.objects.filter(run=run)}
+    assert outcome == {good.pk: ("succeeded", Decimal("47.50")), bad.pk: ("failed", Decimal("0"))}
+    assert "negative balance takes charges on negative lines only" in WriteOffCandidate.objects.get(invoice=bad).error
+    assert [a["SourceId"] for a in fake.adjustments] == [fake.invoices[good.number]["items"][0]["id"], fake.invoices[good.number]["items"][0]["taxes"][0]["id"]]
+    assert fake.invoices[bad.number]["balance"] == Decimal("-2.00")

@@ -1,9 +1,12 @@
 """Where write-off adjustments are applied, and the one rule for choosing them.
 
-The rule (from the source job): take the lines (invoice items and tax items) whose available-to-credit
-amount is not zero, sort them by that amount — largest first for a positive balance, smallest first
-for a negative one — and adjust line by line with min(|available|, |remaining|) until the balance is
-zero. A plan that cannot reach zero is refused before anything is applied.
+The rule: a positive balance is brought to zero by credits on lines (invoice items and tax items)
+whose available-to-credit amount is positive, a negative balance by charges on lines whose amount
+is negative, never the other way round (crediting a negative line would raise what the customer
+owes on it, charging a positive line would bill more than it ever charged). The fewest adjustments:
+the largest usable amounts first, each line taking min(|available|, |remaining|), until the balance
+is zero. A plan that cannot reach zero is refused before anything is applied, and the invoice is
+recorded as failed with the reason.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ def plan_adjustments(balance: Decimal, lines: list[Line]) -> list[PlannedAdjustm
     if balance == ZERO:
         return []
     positive = balance > ZERO
-    usable = [line for line in lines if line.available != ZERO]
-    # ties: invoice items before tax items, then by reference, so a retry plans the same keys
-    usable.sort(key=lambda line: (-abs(line.available) if positive else abs(line.available), line.kind != "InvoiceDetail", line.ref))
+    usable = [line for line in lines if (line.available > ZERO if positive else line.available < ZERO)]
+    # largest magnitude first (the fewest adjustments); ties: invoice items before tax items, then
+    # by reference, so a retry plans the same keys
+    usable.sort(key=lambda line: (-abs(line.available), line.kind != "InvoiceDetail", line.ref))
     remaining = abs(balance)
     planned = []
     for line in usable:
@@ -66,8 +70,11 @@ def plan_adjustments(balance: Decimal, lines: list[Line]) -> list[PlannedAdjustm
         planned.append(PlannedAdjustment(line=line, type=CREDIT if positive else CHARGE, amount=amount))
         remaining -= amount
     if remaining != ZERO:
+        sign = "positive" if positive else "negative"
+        kind = "credits" if positive else "charges"
         raise WriteOffFailed(
-            f"The lines' available amounts cannot bring the balance {balance} to zero ({remaining} would remain).",
+            f"The lines' available amounts cannot bring the balance {balance} to zero ({remaining} would remain): "
+            f"a {sign} balance takes {kind} on {sign} lines only.",
             extra={"remaining": str(remaining)},
         )
     return planned

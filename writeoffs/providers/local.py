@@ -72,7 +72,7 @@ def apply_chunk(*, tenant_id: int, run_pk: int, candidate_ids: list[int]) -> int
         for invoice in Invoice.objects.select_for_update()
         .filter(pk__in=invoice_ids, tenant_id=tenant_id)
         .order_by("pk")
-        .only("pk", "status", "balance", "currency", "tenant_id")
+        .only("pk", "status", "balance", "currency", "tenant_id", "consolidated_into_id", "consolidated_into_number")
     }
     lines: dict[int, list[Line]] = defaultdict(list)
     for model, kind, prefix in ((InvoiceItem, ITEM, "item"), (TaxItem, TAX, "tax")):
@@ -90,6 +90,12 @@ def apply_chunk(*, tenant_id: int, run_pk: int, candidate_ids: list[int]) -> int
         invoice = invoices[candidate.invoice_id]
         if invoice.balance == ZERO:
             outcomes[candidate.pk] = _Outcome(CandidateStatus.SKIPPED, error="balance already zero")
+        elif invoice.consolidated_into_id is not None:
+            outcomes[candidate.pk] = _Outcome(
+                CandidateStatus.FAILED,
+                error=f"on consolidated invoice {invoice.consolidated_into_number or invoice.consolidated_into_id}: "
+                "it changes only through the consolidated invoice",
+            )
         elif invoice.status not in OPEN_STATUSES:
             outcomes[candidate.pk] = _Outcome(CandidateStatus.FAILED, error=f"an invoice in status {invoice.status} cannot be written off")
         else:

@@ -1,8 +1,9 @@
 """Zuora: write off one invoice through the REST API (invoice item adjustments), over `requests`.
 
-Per invoice: read it; if its balance is zero, skip; for a positive balance apply the account's
-credit balance first; read its items with their taxation items; plan with the shared rule; post
-one invoice item adjustment per planned line. Every POST carries an Idempotency-Key derived from
+Per invoice: read it; if its balance is zero, skip; read its items with their taxation items and
+(for a positive balance) the account's credit balance; plan with the shared rule (credits on
+positive lines for a positive balance, charges on negative lines for a negative one) before posting
+anything; then apply the credit balance first and post one invoice item adjustment per planned line. Every POST carries an Idempotency-Key derived from
 (invoice, line, business date), so a retried request, task or run on the same day applies once.
 
 Transport: connect and read timeouts on every call; 429 and 5xx are retried with exponential
@@ -142,31 +143,33 @@ class ZuoraClient:
         if balance == ZERO:
             return InvoiceResult(status="skipped")
         written_off, count = ZERO, 0
+        applied = ZERO
         if balance > ZERO and invoice.get("accountId"):
             account = self._get(f"/v1/accounts/{invoice['accountId']}")
             credit_balance = _decimal((account.get("metrics") or {}).get("creditBalance"))
-            applied = min(credit_balance, balance)
-            if applied > ZERO:
-                self._post(
-                    "/v1/object/credit-balance-adjustment",
-                    {
-                        "Amount": str(applied),
-                        "SourceTransactionId": invoice_id,
-                        "Type": "Decrease",
-                        "ReasonCode": reason_code,
-                        "Comment": comment,
-                    },
-                    key=idempotency_key(invoice_ref=invoice_id, line_ref="credit-balance", business_date=business_date),
-                )
-                balance -= applied
-                written_off += applied
-                count += 1
+            applied = max(min(credit_balance, balance), ZERO)
         lines = []
         for item in self._get(f"/v1/invoices/{invoice_key}/items").get("invoiceItems", []):
             lines.append(Line(ref=str(item["id"]), kind="InvoiceDetail", available=_decimal(item.get("availableToCreditAmount"))))
             for tax in (item.get("taxationItems") or {}).get("data", []):
                 lines.append(Line(ref=str(tax["id"]), kind="Tax", available=_decimal(tax.get("availableToCreditAmount"))))
-        for planned in plan_adjustments(balance, lines):
+        # planned before anything is posted: an invoice the rule cannot zero is left untouched
+        plan = plan_adjustments(balance - applied, lines)
+        if applied > ZERO:
+            self._post(
+                "/v1/object/credit-balance-adjustment",
+                {
+                    "Amount": str(applied),
+                    "SourceTransactionId": invoice_id,
+                    "Type": "Decrease",
+                    "ReasonCode": reason_code,
+                    "Comment": comment,
+                },
+                key=idempotency_key(invoice_ref=invoice_id, line_ref="credit-balance", business_date=business_date),
+            )
+            written_off += applied
+            count += 1
+        for planned in plan:
             self._post(
                 "/v1/object/invoice-item-adjustment",
                 {
