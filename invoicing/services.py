@@ -517,6 +517,7 @@ def invoice_apply_settlement(*, invoice: Invoice, actor: Actor, amount: Decimal,
         raise ValidationFailed("A settlement must be positive and fit the currency.", field="amount")
     with audited(actor=actor, reason=reason):
         locked = _lock(invoice)
+        ensure_not_consolidated(locked, action="settled")
         if locked.status not in SETTLEABLE_STATUSES:
             INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.PAID)
         applied = min(amount, max(locked.balance, ZERO))
@@ -546,6 +547,9 @@ WITH s AS (
            coalesce((%(tolerances)s::jsonb ->> i.currency)::numeric, 0) AS tolerance
     FROM invoicing_invoice i JOIN s ON s.invoice_id = i.id
     WHERE i.tenant_id = %(tenant)s AND i.status = ANY(%(sources)s)
+      -- a consolidated source takes money only through its consolidated invoice (the matcher
+      -- classifies such entries as consolidated_source before they get here)
+      AND i.consolidated_into_id IS NULL
 ), updated AS (
     UPDATE invoicing_invoice i SET
         amount_paid = i.amount_paid + c.applied,

@@ -46,6 +46,9 @@ class DiscrepancyKind(models.TextChoices):
     # The engine could not apply a match (the note says why); the entry waits for an operator
     # instead of blocking every later run of the tenant.
     MATCH_FAILED = "match_failed"
+    # The invoice is on an issued consolidated invoice: the money is applied by settling that one
+    # (consolidated_invoice_settle), never onto the source directly.
+    CONSOLIDATED_SOURCE = "consolidated_source"
 
 
 class MatchRule(models.TextChoices):

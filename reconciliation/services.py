@@ -405,6 +405,7 @@ CREATE TEMP TABLE rc_o ON COMMIT DROP AS
 WITH inv AS (
     SELECT x.entry_id, count(*) AS n, min(x.rule) AS rule,
            sum(i.balance) AS balance, bool_and(i.status = ANY(%(open)s)) AS all_open,
+           bool_or(i.consolidated_into_id IS NOT NULL) AS any_consolidated,
            bool_and(i.currency = e.currency) AS same_currency
     FROM rc_i x JOIN invoicing_invoice i ON i.id = x.invoice_id JOIN rc_e e ON e.entry_id = x.entry_id
     GROUP BY x.entry_id
@@ -417,6 +418,7 @@ SELECT e.entry_id, e.payment_id, e.amount, e.tol,
               THEN 'amount_mismatch'
          WHEN inv.entry_id IS NULL THEN NULL
          WHEN NOT inv.all_open THEN 'duplicate'
+         WHEN inv.any_consolidated THEN 'consolidated_source'
          WHEN NOT inv.same_currency THEN 'amount_mismatch'
          WHEN e.payment_id IS NULL THEN 'missing_payment'
          WHEN inv.n > 1 AND NOT %(use_multi)s THEN 'amount_mismatch'

@@ -417,3 +417,26 @@ def test_twenty_concurrent_generates_for_one_customer_and_period_make_one_invoic
     assert sorted(outcomes) == ["409"] * 19 + ["created"]
     assert ConsolidatedInvoice.objects.count() == 1
     assert ConsolidatedInvoiceLine.objects.count() == 3
+
+
+def test_money_for_a_consolidated_source_is_never_applied_to_it_directly(tenant_a, no_enqueue):
+    from reconciliation import services as reconciliation_services
+    from reconciliation.models import Reconciliation
+
+    # given a source on an issued consolidated invoice, and a bank credit with its payment naming the source
+    customer = enabled_customer(tenant_a.tenant)
+    source = issued_invoice(customer, date(2026, 1, 20))
+    issue(tenant_a.tenant)
+    entry = bank_entry(tenant_a.tenant, "100.00", reference=source.number)
+    completed_payment(customer, "100.00", reference=source.number)
+
+    # when the matcher runs, and when someone settles the source by hand
+    reconciliation_services.reconciliation_run(tenant_id=tenant_a.tenant.pk, actor=ACTOR)
+    with pytest.raises(invoicing_services.InvoiceConsolidated):
+        invoicing_services.invoice_apply_settlement(invoice=source, actor=ACTOR, amount=Decimal("100.00"), reason="bank")
+
+    # then the entry waits as a discrepancy saying so, and the source owes what it owed
+    outcome = Reconciliation.objects.get(bank_entry=entry)
+    assert (outcome.status, outcome.discrepancy_kind) == ("discrepancy", "consolidated_source")
+    source.refresh_from_db()
+    assert (source.status, source.amount_paid, source.balance) == ("payment_due", 0, Decimal("100.00"))
