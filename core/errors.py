@@ -43,7 +43,8 @@ class IllegalTransition(Conflict):
     title = "Illegal status transition"
 
     def __init__(self, *, entity: str, current: str, target: str, allowed: Iterable[str]):
-        allowed = sorted(allowed)
+        # str(): a TextChoices member reads as its value ('payment_due'), not InvoiceStatus.PAYMENT_DUE.
+        current, target, allowed = str(current), str(target), sorted(str(a) for a in allowed)
         super().__init__(
             f"{entity} cannot move from {current!r} to {target!r}.",
             extra={"currentStatus": current, "requestedStatus": target, "allowedNextStatuses": allowed},
