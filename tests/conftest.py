@@ -140,7 +140,8 @@ INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE"
 def subprocess_env(**variables: str) -> dict[str, str]:
     """A clean environment for a subprocess started by a test: INHERITED_ENV plus `variables`."""
     env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", LOG_JSON="false")
+    # LEDGERFLOW_DOTENV=off: the checkout's .env (a developer's EMAIL_URL …) is not read either.
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", LOG_JSON="false", LEDGERFLOW_DOTENV="off")
     env.update(variables)
     return env
 

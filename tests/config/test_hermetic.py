@@ -65,3 +65,28 @@ def test_a_subprocess_stack_gets_none_of_the_callers_ledgerflow_configuration(mo
     assert env["PORT"] == "8123" and "PATH" in env
     assert not {"EMAIL_URL", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE",
                 "LEDGERFLOW_SERVICES", "DEBUG", "SECRET_KEY"} & set(env)
+
+
+def _email_backend(**env) -> str:
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.EMAIL_CONFIG['EMAIL_BACKEND'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=subprocess_env(DJANGO_SETTINGS_MODULE="config.settings", DEBUG="true", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_subprocess_stack_reads_no_dotenv_file(tmp_path):
+    # given a dotenv file as a developer keeps one, naming a mail server
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("EMAIL_URL=smtp://127.0.0.1:1\n")
+
+    # then a process told to read it uses it, and a test's subprocess reads no dotenv at all
+    assert _email_backend(LEDGERFLOW_DOTENV=str(dotenv)) == "django.core.mail.backends.smtp.EmailBackend"
+    assert subprocess_env()["LEDGERFLOW_DOTENV"] == "off"
+    assert _email_backend() == "django.core.mail.backends.console.EmailBackend"
