@@ -25,7 +25,6 @@ call the new signatures when present and fall back to main's, so the same file r
 
 from __future__ import annotations
 
-import inspect
 import io
 import itertools
 import os
@@ -92,35 +91,21 @@ settings.register_profile("ledgerflow-books-long", max_examples=1000, stateful_s
 PROFILE = os.environ.get("LEDGERFLOW_STATEFUL_PROFILE", "bounded")
 
 
-# --- Adapters to the team's new interfaces --------------------------------------------------------
+# --- The two services whose calls need more than their arguments ---------------------------------
 def _set_tolerance(*, tenant, tolerances: dict[str, Decimal]):
-    """Per-currency tolerance (team decision: settings_update(amount_tolerances={currency: amount})).
-
-    On main there is one amount for every currency (validated against the tenant's default currency):
-    the adapter then sets the tolerance last changed, which is what main can express."""
-    params = inspect.signature(reconciliation_services.settings_update).parameters
-    if "amount_tolerances" in params:
-        return reconciliation_services.settings_update(tenant=tenant, actor=ACTOR, amount_tolerances=dict(tolerances))
-    last = next(reversed(tolerances.values()))
-    return reconciliation_services.settings_update(tenant=tenant, actor=ACTOR, amount_tolerance=last)
+    """Per-currency tolerances (a currency not listed has none)."""
+    return reconciliation_services.settings_update(tenant=tenant, actor=ACTOR, amount_tolerances=dict(tolerances))
 
 
 def _settle_consolidated(*, ci, bank_entry, payment):
-    """Pay a consolidated invoice (team decision, defect 7: the settle service takes the bank entry
-    and the payment and settles the sources through the three-way path). Arguments are passed by the
-    names the service declares, so main's (payment_reference, amount, currency) works as well."""
-    offered = {
-        "consolidated_invoice": ci,
-        "actor": ACTOR,
-        "bank_entry": bank_entry,
-        "payment": payment,
-        "reason": "consolidated invoice paid (state machine)",
-        "payment_reference": payment.rail_transaction_id,
-        "amount": bank_entry.amount,
-        "currency": bank_entry.currency,
-    }
-    params = inspect.signature(consolidation_services.consolidated_invoice_settle).parameters
-    return consolidation_services.consolidated_invoice_settle(**{k: v for k, v in offered.items() if k in params})
+    """Pay a consolidated invoice through the three-way path: its bank entry and its payment."""
+    return consolidation_services.consolidated_invoice_settle(
+        consolidated_invoice=ci,
+        actor=ACTOR,
+        bank_entry=bank_entry,
+        payment=payment,
+        reason="consolidated invoice paid (state machine)",
+    )
 
 
 # --- Generated inputs -------------------------------------------------------------------------------
