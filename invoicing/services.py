@@ -559,7 +559,8 @@ WITH s AS (
                       ELSE %(partial)s END,
         paid_at = CASE WHEN c.settles THEN %(now)s ELSE i.paid_at END,
         updated_at = %(now)s
-    FROM c WHERE c.id = i.id
+    -- an allocation of nothing changes nothing (it must not turn payment_due into partially_paid)
+    FROM c WHERE c.id = i.id AND (c.applied > 0 OR c.settles)
     RETURNING i.id, c.amount - c.applied AS excess, c.tolerance
 )
 SELECT count(*), coalesce(array_agg(id) FILTER (WHERE excess > tolerance), '{{}}'),

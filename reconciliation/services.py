@@ -411,6 +411,9 @@ WITH inv AS (
     GROUP BY x.entry_id
 )
 SELECT e.entry_id, e.payment_id, e.amount, e.tol,
+       -- what the match may apply: the bank's money, but never more than the payment it pairs with
+       -- (a payment backs at most its amount; the rest is a surplus discrepancy)
+       LEAST(e.amount, coalesce(e.payment_amount, e.amount)) AS money,
        CASE
          WHEN e.payment_id IS NOT NULL AND (e.payment_taken OR e.payment_rank > 1) THEN 'duplicate'
          WHEN e.entry_status = 'pending' THEN 'timing_difference'
@@ -422,7 +425,8 @@ SELECT e.entry_id, e.payment_id, e.amount, e.tol,
          WHEN NOT inv.same_currency THEN 'amount_mismatch'
          WHEN e.payment_id IS NULL THEN 'missing_payment'
          WHEN inv.n > 1 AND NOT %(use_multi)s THEN 'amount_mismatch'
-         WHEN inv.n > 1 AND abs(inv.balance - e.amount) > e.tol THEN 'amount_mismatch'
+         WHEN inv.n > 1 AND abs(inv.balance - LEAST(e.amount, coalesce(e.payment_amount, e.amount))) > e.tol
+              THEN 'amount_mismatch'
          ELSE ''
        END AS kind,
        CASE WHEN e.payment_id IS NOT NULL AND abs(e.amount - e.payment_amount) > e.tol
@@ -434,26 +438,35 @@ FROM rc_e e LEFT JOIN inv ON inv.entry_id = e.entry_id
 WHERE e.payment_id IS NOT NULL OR inv.entry_id IS NOT NULL
 """
 
-# Reconciled outcomes become allocations: a single invoice takes the whole amount (an excess is
-# an overpayment); several invoices take the money in order, each at most its balance, so no
-# allocation is negative and together they never exceed the money; the last one also takes an
-# excess within the tolerance. A shortfall within the tolerance is booked as a credit.
+# Reconciled outcomes become allocations: the invoices take the money in order, each at most its
+# balance, so no allocation is negative, none is more than the invoice takes, and together they
+# never exceed the money. What is left is a surplus discrepancy; a shortfall within the tolerance
+# is booked as a credit.
 _ALLOCATE_SQL = """
 CREATE TEMP TABLE rc_a ON COMMIT DROP AS
 SELECT entry_id, payment_id, invoice_id, rule, currency, tol,
-       CASE WHEN n = 1 THEN amount
-            WHEN rn = n THEN GREATEST(amount - prior, 0)
-            ELSE LEAST(balance, GREATEST(amount - prior, 0)) END AS amount
+       LEAST(balance, GREATEST(money - prior, 0)) AS amount
 FROM (
-    SELECT o.entry_id, o.payment_id, x.invoice_id, o.rule, i.currency, o.tol, o.amount,
-           GREATEST(i.balance, 0) AS balance, count(*) OVER w AS n,
-           row_number() OVER (PARTITION BY o.entry_id ORDER BY x.invoice_id) AS rn,
+    SELECT o.entry_id, o.payment_id, x.invoice_id, o.rule, i.currency, o.tol, o.money,
+           GREATEST(i.balance, 0) AS balance,
            sum(GREATEST(i.balance, 0)) OVER (PARTITION BY o.entry_id ORDER BY x.invoice_id)
                - GREATEST(i.balance, 0) AS prior
     FROM rc_o o JOIN rc_i x ON x.entry_id = o.entry_id JOIN invoicing_invoice i ON i.id = x.invoice_id
     WHERE o.kind = ''
-    WINDOW w AS (PARTITION BY o.entry_id)
 ) ordered
+"""
+
+# What a reconciled entry brought beyond what its invoices took (an overpayment, or a credit larger
+# than its payment) is a discrepancy with that difference: the money is never silently retired.
+_INSERT_SURPLUS_SQL = """
+INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+    discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+SELECT %(tenant)s, a.last_invoice, o.payment_id, o.entry_id, 'discrepancy', 'overpayment', o.rule, 0,
+       a.currency, o.amount - a.allocated, 'received more than was applied to the invoices', %(now)s, ''
+FROM rc_o o
+JOIN (SELECT entry_id, sum(amount) AS allocated, max(invoice_id) AS last_invoice, min(currency) AS currency
+      FROM rc_a GROUP BY entry_id) a ON a.entry_id = o.entry_id
+WHERE o.kind = '' AND o.amount > a.allocated
 """
 
 # Invoices this run settles although they receive less than their balance (within the
@@ -575,21 +588,8 @@ def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: d
         tolerances=tolerances,
         reason="reconciled with payment and bank entry",
     )
-    if settled.overpaid:
-        cursor.execute(
-            """
-            INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id,
-                status, discrepancy_kind, rule, amount, currency, difference, note, created_at,
-                resolution_reason)
-            SELECT %(tenant)s, t.invoice_id, a.payment_id, a.entry_id, 'discrepancy', 'overpayment',
-                   a.rule, 0, a.currency, t.excess, 'received more than the balance', %(now)s, ''
-            FROM unnest(%(ids)s::bigint[], %(excess)s::numeric[]) AS t(invoice_id, excess)
-            JOIN LATERAL (SELECT * FROM rc_a WHERE rc_a.invoice_id = t.invoice_id
-                          ORDER BY entry_id DESC LIMIT 1) a ON true
-            """,
-            {**params, "ids": [i for i, _ in settled.overpaid], "excess": [e for _, e in settled.overpaid]},
-        )
-        discrepancies += cursor.rowcount
+    cursor.execute(_INSERT_SURPLUS_SQL, params)
+    discrepancies += cursor.rowcount
     cursor.execute(_MARK_ENTRIES_SQL, params)
     cursor.execute(_RESOLVE_MISSING_SQL, params)
     counts.reconciled += reconciled

@@ -751,3 +751,38 @@ def test_unmatching_an_invoice_settled_only_by_tolerance_is_refused(books):
 
     nothing.refresh_from_db()
     assert nothing.status == "reconciled"
+
+
+def test_a_bank_credit_above_its_payment_within_tolerance_backs_only_the_payment(books):
+    # given a 99.97 payment for a 99.97 invoice, the bank credits 100.00, tolerance 0.05
+    _tolerance(books, EUR="0.05")
+    invoice = books.invoice("99.97")
+    payment = books.payment("99.97", invoice=invoice, rail="pi_gap")
+    books.import_camt([{"amount": "100.00", "ref": "pi_gap", "txid": "G1"}])
+
+    books.run()
+
+    # then the payment backs its own amount and the bank's extra 0.03 waits as a discrepancy
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid, invoice.balance) == ("paid", Decimal("99.97"), 0)
+    backed = Reconciliation.objects.filter(payment=payment, status="reconciled")
+    assert [r.amount for r in backed] == [Decimal("99.97")]
+    surplus = Reconciliation.objects.get(status="discrepancy")
+    assert (surplus.discrepancy_kind, surplus.difference) == ("overpayment", Decimal("0.03"))
+
+
+def test_a_multi_invoice_overpayment_within_tolerance_is_recorded_not_retired(books):
+    # given A 50.00 and B 10.00, one 60.30 credit naming both, tolerance 1.00
+    _tolerance(books, EUR="1.00")
+    first, second = books.invoice("50.00"), books.invoice("10.00")
+    books.payment("60.30", rail="pi_over", reference=f"{first.number} {second.number}")
+    books.import_camt([{"amount": "60.30", "ref": "pi_over", "text": f"{first.number} {second.number}", "txid": "O1"}])
+
+    books.run()
+
+    # then each invoice takes its balance and the 0.30 left is an overpayment discrepancy
+    _assert_books_hold(first, second)
+    allocations = Reconciliation.objects.filter(status="reconciled").order_by("invoice_id")
+    assert [(r.invoice_id, r.amount) for r in allocations] == [(first.pk, Decimal("50.00")), (second.pk, Decimal("10.00"))]
+    surplus = Reconciliation.objects.get(status="discrepancy")
+    assert (surplus.discrepancy_kind, surplus.difference) == ("overpayment", Decimal("0.30"))
