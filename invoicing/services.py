@@ -622,6 +622,8 @@ def invoice_reverse_settlement(*, invoice: Invoice, actor: Actor, amount: Decima
     return to payment_due (IllegalTransition)."""
     with audited(actor=actor, reason=reason):
         locked = _lock(invoice)
+        # a consolidated source's balance is on an issued document: it changes only through it
+        ensure_not_consolidated(locked, action="unmatched")
         if locked.status == InvoiceStatus.WRITTEN_OFF:
             raise InvoiceWrittenOff(
                 "The invoice is written off: reverse the write-off before unmatching its payment.",
@@ -642,12 +644,15 @@ def invoice_reverse_settlement(*, invoice: Invoice, actor: Actor, amount: Decima
                 extra={"amountPaid": str(locked.amount_paid), "amount": str(amount)},
             )
         remaining = locked.amount_paid - amount
+        target = locked.status
         if locked.status == InvoiceStatus.PAID:
             target = InvoiceStatus.PARTIALLY_PAID if remaining > ZERO else InvoiceStatus.PAYMENT_DUE
-            INVOICE_TRANSITIONS.check(locked.status, target)
         elif remaining == ZERO and locked.status == InvoiceStatus.PARTIALLY_PAID:
-            INVOICE_TRANSITIONS.check(locked.status, InvoiceStatus.PAYMENT_DUE)
+            target = InvoiceStatus.PAYMENT_DUE
+        if target != locked.status:
+            INVOICE_TRANSITIONS.check(locked.status, target)
+        locked.status = target
         locked.amount_paid = remaining
         locked.balance += amount
-        locked.save(update_fields=["amount_paid", "balance", "updated_at"])
+        locked.save(update_fields=["status", "amount_paid", "balance", "updated_at"])
     return locked

@@ -867,6 +867,15 @@ KNOWN_SEQUENCES = {
         (None, "daily_job", dict(job="consolidate", customer="$eur")),
         (None, "cancel", dict(invoice="$a")),
     ],
+    # found by the long profile: unmatching a source's earlier payment raised what it owes under an
+    # issued consolidated invoice whose total stayed the same
+    "unmatch-a-consolidated-source": [
+        ("a", "bill", _bill("100")),
+        (None, "customer_pays", _pay("$a", kind="partial")),
+        (None, "daily_job", dict(job="overdue", customer="$eur")),
+        (None, "daily_job", dict(job="consolidate", customer="$eur")),
+        (None, "unmatch", dict(pick=0)),
+    ],
     "payment-of-zero": [
         ("a", "bill", _bill("10")),
         (None, "customer_pays", _pay("$a", kind="zero")),
