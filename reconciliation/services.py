@@ -35,6 +35,7 @@ from reconciliation.models import (
     DEFAULT_RULES,
     BankAccount,
     BankEntry,
+    BankEntryStatus,
     BankStatement,
     DiscrepancyKind,
     MatchRule,
@@ -697,6 +698,11 @@ class BankEntryAlreadyReconciled(Conflict):
     title = "The bank entry is already reconciled"
 
 
+class BankEntryPending(Conflict):
+    code = "bank-entry-pending"
+    title = "The bank entry has not cleared"
+
+
 class BankEntryExhausted(Conflict):
     code = "bank-entry-exhausted"
     title = "The bank entry has too little left"
@@ -750,6 +756,11 @@ def reconciliation_match_manual(
             raise ValidationFailed(
                 "An invoice is of another tenant or currency.", field=f"invoices[{index}].invoice"
             )
+        if invoice.customer_id != payment.customer_id:
+            # three-way: the payment names who paid; it settles that customer's invoices only
+            raise ValidationFailed(
+                "The invoice belongs to another customer than the payment.", field=f"invoices[{index}].invoice"
+            )
     total = sum((amount for _, amount in invoices), ZERO)
     created = []
     with audited(actor=actor, reason=f"matched by hand: {reason}"):
@@ -760,6 +771,11 @@ def reconciliation_match_manual(
         if entry.match_status == MatchStatus.RECONCILED:
             raise BankEntryAlreadyReconciled(
                 "This bank entry is already reconciled.", extra={"matchStatus": entry.match_status}
+            )
+        if entry.status == BankEntryStatus.PENDING:
+            raise BankEntryPending(
+                "This bank entry is still pending at the bank: match it once a statement shows it booked.",
+                extra={"status": entry.status},
             )
         locked_payment = Payment.objects.select_for_update().get(pk=payment.pk, tenant=tenant)
         if locked_payment.status == PaymentStatus.FAILED:

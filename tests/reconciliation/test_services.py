@@ -786,3 +786,32 @@ def test_a_multi_invoice_overpayment_within_tolerance_is_recorded_not_retired(bo
     assert [(r.invoice_id, r.amount) for r in allocations] == [(first.pk, Decimal("50.00")), (second.pk, Decimal("10.00"))]
     surplus = Reconciliation.objects.get(status="discrepancy")
     assert (surplus.discrepancy_kind, surplus.difference) == ("overpayment", Decimal("0.30"))
+
+
+def test_a_manual_match_settles_only_the_payments_customer_and_only_a_booked_entry(books):
+    # given an invoice of another customer, and a bank credit still pending at the bank
+    from core.errors import ApplicationError
+    from tests.factories import CustomerFactory
+
+    theirs = books.invoice("40.00", customer=CustomerFactory(tenant=books.tenant))
+    mine = books.invoice("40.00")
+    payment = books.payment("40.00", invoice=mine, rail="pi_mine")
+    books.import_camt([{"amount": "40.00", "txid": "PX", "status": "PDNG"}])
+    entry = BankEntry.objects.get()
+
+    refusals = []
+    for invoice in (theirs, mine):
+        try:
+            services.reconciliation_match_manual(
+                tenant=books.tenant, actor=books.actor, bank_entry=entry,
+                invoices=[(invoice, Decimal("40.00"))], payment=payment, reason="by hand",
+            )
+        except ApplicationError as refused:
+            refusals.append((refused.status, refused.code, refused.field))
+
+    # then the other customer's invoice is named, the pending entry refused, and nothing changed
+    assert refusals == [(400, "validation-error", "invoices[0].invoice"), (409, "bank-entry-pending", None)]
+    assert not Reconciliation.objects.filter(status="reconciled").exists()
+    theirs.refresh_from_db()
+    mine.refresh_from_db()
+    assert (theirs.amount_paid, mine.amount_paid) == (0, 0)
