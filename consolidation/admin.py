@@ -115,8 +115,8 @@ class ConsolidatedInvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         if request.method != "POST" or not request.user.has_perm("reconciliation.change_bankentry"):
             return back
         tenants = user_tenants(request.user)
-        entry = BankEntry.objects.filter(pk=request.POST.get("bank_entry") or None, tenant__in=tenants).first()
-        payment = Payment.objects.filter(pk=request.POST.get("payment") or None, tenant__in=tenants).first()
+        entry = BankEntry.objects.filter(pk=_id(request.POST.get("bank_entry")), tenant__in=tenants).first()
+        payment = Payment.objects.filter(pk=_id(request.POST.get("payment")), tenant__in=tenants).first()
         try:
             services.consolidated_invoice_settle(
                 consolidated_invoice=ci,
@@ -130,6 +130,11 @@ class ConsolidatedInvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         else:
             self.message_user(request, f"{ci} is paid.", messages.SUCCESS)
         return back
+
+
+def _id(raw: str | None) -> int | None:
+    """A posted id, or None for anything that is not one (the service then names the field)."""
+    return int(raw) if raw and raw.strip().isdigit() else None
 
 
 @admin.register(ConsolidatedInvoiceLine)

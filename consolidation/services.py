@@ -509,13 +509,16 @@ def consolidated_invoice_settle(
     """
     from invoicing.services import through_consolidated_invoice
     from reconciliation.models import Reconciliation, ReconciliationStatus
-    from reconciliation.services import reconciliation_match_manual
+    from reconciliation.services import cursor_lock, reconciliation_match_manual
 
     if bank_entry is None:
         raise ValidationFailed("Name the bank entry that paid the consolidated invoice.", field="bankEntry")
     if payment is None:
         raise ValidationFailed("Name the payment the bank entry brought: no invoice is paid without one.", field="payment")
     with audited(actor=actor, reason=f"consolidated invoice paid {reason}".strip()):
+        # The tenant's matching lock first, as a matching run takes it before any invoice row:
+        # the same order on both sides, so settling never deadlocks against a run.
+        cursor_lock(consolidated_invoice.tenant_id)
         ci = ConsolidatedInvoice.objects.select_for_update().get(pk=consolidated_invoice.pk)
         if bank_entry.tenant_id != ci.tenant_id or bank_entry.currency != ci.currency:
             raise ValidationFailed(

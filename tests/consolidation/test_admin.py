@@ -43,6 +43,9 @@ def test_admin_settles_through_the_service_and_says_which_field_is_wrong(tenant_
         ci.refresh_from_db()
         assert ci.status == "PENDING"
         assert "bankEntry: Name the bank entry" in [str(m) for m in missing.context["messages"]][0], list(missing.context["messages"])
+        typed = client.post(f"/admin/consolidation/consolidatedinvoice/{ci.pk}/settle/", {"bank_entry": "abc", "payment": payment.pk}, follow=True)
+        assert typed.status_code == 200
+        assert "bankEntry: Name the bank entry" in [str(m) for m in typed.context["messages"]][0]
         client.post(f"/admin/consolidation/consolidatedinvoice/{ci.pk}/settle/", {"bank_entry": entry.pk, "payment": payment.pk})
 
     ci.refresh_from_db()
