@@ -877,6 +877,16 @@ def _entry_after_unmatch(undone: Reconciliation, *, freed: bool) -> None:
         entry.match_status = MatchStatus.UNMATCHED
     else:
         if freed:
+            # One open discrepancy carries what the entry has unallocated: the one a match left for
+            # its remainder (or surplus) is superseded by this one, never counted twice.
+            active.filter(
+                status=ReconciliationStatus.DISCREPANCY,
+                discrepancy_kind__in=[DiscrepancyKind.AMOUNT_MISMATCH, DiscrepancyKind.OVERPAYMENT],
+            ).update(
+                status=ReconciliationStatus.RESOLVED,
+                resolved_at=timezone.now(),
+                resolution_reason="superseded: part of the entry was unmatched",
+            )
             Reconciliation.objects.create(
                 tenant_id=entry.tenant_id,
                 payment_id=undone.payment_id,

@@ -815,3 +815,28 @@ def test_a_manual_match_settles_only_the_payments_customer_and_only_a_booked_ent
     theirs.refresh_from_db()
     mine.refresh_from_db()
     assert (theirs.amount_paid, mine.amount_paid) == (0, 0)
+
+
+def test_unmatching_part_of_an_entry_with_a_remainder_leaves_one_discrepancy_for_all_it_has_left(books):
+    # given A part-paid 10.00 earlier, then a 70.00 entry matched by hand: 20.00 onto A, 40.00 onto B,
+    # 10.00 left as a discrepancy
+    first, second = books.invoice("50.00"), books.invoice("40.00")
+    books.import_camt([{"amount": "10.00", "text": "first part", "txid": "R0"}, {"amount": "70.00", "text": "two invoices", "txid": "R1"}])
+    services.reconciliation_match_manual(
+        tenant=books.tenant, actor=books.actor, bank_entry=BankEntry.objects.get(bank_transaction_id="R0"),
+        invoices=[(first, Decimal("10.00"))], payment=books.payment("10.00"), reason="by phone",
+    )
+    entry = BankEntry.objects.get(bank_transaction_id="R1")
+    services.reconciliation_match_manual(
+        tenant=books.tenant, actor=books.actor, bank_entry=entry,
+        invoices=[(first, Decimal("20.00")), (second, Decimal("40.00"))],
+        payment=books.payment("70.00"), reason="by phone",
+    )
+    part = Reconciliation.objects.get(invoice=first, bank_entry=entry)
+
+    # when A's part is unmatched
+    services.reconciliation_unmatch(reconciliation=part, actor=books.actor, reason="not for A")
+
+    # then one open discrepancy holds the 30.00 the entry has unallocated, not 10.00 and 30.00
+    open_ones = Reconciliation.objects.filter(bank_entry=entry, status="discrepancy")
+    assert [(d.discrepancy_kind, d.difference) for d in open_ones] == [("amount_mismatch", Decimal("30.00"))]
