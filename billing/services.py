@@ -13,6 +13,7 @@ from audit.actors import Actor
 from audit.context import audited
 from billing.lifecycle import PAYMENT_TRANSITIONS, CancellationSource, PaymentStatus, SubscriptionStatus
 from billing.models import Charge, Customer, Payment, Subscription, Tenant
+from core.db import violated_constraint
 from core.errors import Conflict, ValidationFailed
 from core.money import fits_currency, get_currency
 
@@ -22,11 +23,6 @@ class RailTransactionExists(Conflict):
 
     code = "rail-transaction-exists"
     title = "Rail transaction already recorded"
-
-
-def _violates(exc: IntegrityError, constraint: str) -> bool:
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) == constraint
 
 
 def _require_currency_match(*, customer: Customer, currency: str, field: str = "currency") -> None:
@@ -188,7 +184,7 @@ def payment_create(
                     reference=reference,
                 )
         except IntegrityError as exc:
-            if not _violates(exc, "payment_unique_rail_transaction"):
+            if violated_constraint(exc) != "payment_unique_rail_transaction":
                 raise
         refuse_duplicate()
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from audit.actors import Actor
 from audit.context import audited
 from billing.models import Charge, Customer, Tenant
+from core.db import violated_constraint
 from core.errors import Conflict, ValidationFailed
 from core.money import ZERO, fits_currency, line_amount, tax_amount
 from core.timezones import business_today
@@ -287,11 +288,6 @@ def invoices_mark_consolidated(*, marks: list[tuple[int, int, str]], actor: Acto
         return cursor.rowcount
 
 
-def _violates(exc: IntegrityError, constraint: str) -> bool:
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) == constraint
-
-
 def invoice_adjust(
     *,
     invoice: Invoice,
@@ -368,7 +364,7 @@ def invoice_adjust(
                     idempotency_key=idempotency_key,
                 )
         except IntegrityError as exc:
-            if not _violates(exc, "adjustment_unique_idempotency_key"):
+            if violated_constraint(exc) != "adjustment_unique_idempotency_key":
                 raise
         return existing()
 

@@ -25,6 +25,7 @@ from psycopg.pq import TransactionStatus
 
 from audit.actors import Actor
 from audit.context import audited
+from core.db import violated_constraint
 from core.errors import ApplicationError, Conflict, NotFound
 from journeys import leases, runrow
 from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
@@ -388,7 +389,7 @@ def step_failure(state_id: str, exc: BaseException, *, attempts: int) -> dict[st
     if isinstance(exc, ApplicationError):
         cause, what = exc.code, exc.detail.rstrip(".")
     elif isinstance(exc, IntegrityError):
-        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        constraint = violated_constraint(exc)
         cause = "database-constraint"
         what = "its work conflicts with data already stored" + (f" (database rule {constraint})" if constraint else "")
     elif isinstance(exc, OperationalError):
