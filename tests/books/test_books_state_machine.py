@@ -87,7 +87,13 @@ _COMMON = dict(
 )
 settings.register_profile("ledgerflow-books-bounded", max_examples=50, stateful_step_count=30, **_COMMON)
 settings.register_profile("ledgerflow-books-smoke", max_examples=5, stateful_step_count=15, **_COMMON)
-settings.register_profile("ledgerflow-books-long", max_examples=1000, stateful_step_count=60, **_COMMON)
+# LEDGERFLOW_STATEFUL_EXAMPLES sizes the long profile to the night's time budget (1,000 by default).
+settings.register_profile(
+    "ledgerflow-books-long",
+    max_examples=int(os.environ.get("LEDGERFLOW_STATEFUL_EXAMPLES", "1000")),
+    stateful_step_count=60,
+    **_COMMON,
+)
 PROFILE = os.environ.get("LEDGERFLOW_STATEFUL_PROFILE", "bounded")
 
 
