@@ -630,11 +630,13 @@ class Books(RuleBasedStateMachine):
             WHERE e.tenant_id = %s AND e.match_status = 'reconciled'
             GROUP BY e.id
             HAVING coalesce(sum(r.amount) FILTER (WHERE r.status = 'reconciled'), 0) < e.amount
-               AND NOT bool_or(coalesce(r.status = 'discrepancy', false))
+               AND NOT bool_or(coalesce(r.discrepancy_kind <> '' AND r.resolution_reason <> '', false)
+                               OR coalesce(r.status = 'discrepancy', false))
             """,
             [self.tenant.pk],
         )
         # a remainder stays unmatched or becomes a discrepancy; a reconciled entry is never silently short
+        # (an operator may dismiss that discrepancy: it stays on record with the operator's reason)
         assert not retired, f"bank entries retired with an unallocated remainder and no discrepancy: {retired}"
         for pk, currency, amount, backed, n_entries in payments:
             assert backed <= amount, f"payment {pk} of {amount} {currency} backs {backed}"
