@@ -5,6 +5,7 @@ from __future__ import annotations
 from fpdf import FPDF
 
 from consolidation.models import ConsolidatedInvoice
+from core.money import quantize_money, to_decimal
 from invoicing.documents import latin1
 
 # The facts of a line shown in its row, in this order (any other keys follow by name).
@@ -25,6 +26,11 @@ def details_text(details: list) -> str:
             values.append(f"{key} {text}" if key not in ("aircraft", "route") else text)
         parts.append("; ".join(values))
     return " | ".join(parts)
+
+
+def money_text(amount, currency: str) -> str:
+    """An amount with its currency's minor units (100.00 EUR, 1500 JPY, 1.250 KWD)."""
+    return f"{quantize_money(to_decimal(str(amount)), currency):f} {currency}"
 
 
 def render(ci: ConsolidatedInvoice) -> bytes:
@@ -50,12 +56,12 @@ def render(ci: ConsolidatedInvoice) -> bytes:
     for line in ci.lines.all().order_by("invoice_date", "id"):
         pdf.cell(25, 5, line.invoice_date.isoformat())
         pdf.cell(45, 5, latin1(line.invoice_number))
-        pdf.cell(35, 5, f"{line.amount.normalize():f} {line.currency}")
+        pdf.cell(35, 5, money_text(line.amount, line.currency))
         pdf.multi_cell(0, 5, latin1(details_text(line.details) or "-"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for currency, amount in sorted(ci.totals_by_currency.items()):
-        pdf.cell(0, 6, latin1(f"Total {currency}: {amount}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin1(f"Total: {money_text(amount, currency)}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9)
     pdf.cell(0, 5, f"{ci.invoice_count} invoices", new_x="LMARGIN", new_y="NEXT")
     if ci.firs:

@@ -371,6 +371,9 @@ def test_item_details_are_carried_onto_the_consolidated_lines_and_its_pdf(tenant
     text = b"".join(zlib.decompress(stream) for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S))
     assert b"OE-LBX; LOWW-LIRF; firs LOVV, LIMM" in text
     assert b"Aircraft: OE-LBX" in text
+    # amounts read with the currency's minor units, the line and the total alike
+    assert b"100.00 EUR" in text
+    assert b"Total: 100.00 EUR" in text
 
 
 def test_pending_consolidated_invoice_becomes_overdue_after_due_date(tenant_a, no_enqueue):
