@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from audit.actors import Actor
 from audit.context import audited
 from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus
 from billing.models import Payment, PaymentProvider, WebhookEvent
+from core import jsonlimits
 from core.errors import ApplicationError, NotFound, ValidationFailed
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,9 @@ SIGNATURE_HEADER = "Ledgerflow-Signature"
 # Beyond this many seconds between the signed timestamp and now (either way), a request is
 # refused: a captured request cannot be replayed later, and a clock far off is noticed.
 TOLERANCE_SECONDS = 300
+# t= is Unix seconds in ASCII digits; 12 digits reach the year 33658, so longer is never a real time
+# (and a 400-digit number cannot even be compared with a float clock).
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 EVENT_STATUS = {
     "payment.processing": PaymentStatus.PROCESSING,
@@ -59,13 +63,13 @@ def verify_signature(*, header: str | None, body: bytes, secrets: list[str], now
     timestamp, signatures = None, []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and _UNIX_SECONDS.fullmatch(value):
             timestamp = int(value)
         elif key == "v1" and value:
             signatures.append(value)
     if timestamp is None or not signatures:
-        raise SignatureInvalid(f"The {SIGNATURE_HEADER} header needs t= and at least one v1=.")
-    if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
+        raise SignatureInvalid(f"The {SIGNATURE_HEADER} header needs t= (Unix seconds) and at least one v1=.")
+    if abs(int(now.timestamp()) - timestamp) > TOLERANCE_SECONDS:
         raise SignatureInvalid("The signature timestamp is too far from now.")
     expected = [sign(secret=secret, timestamp=timestamp, body=body) for secret in secrets]
     # Compare every pair in constant time and without stopping early.
@@ -88,9 +92,13 @@ class WebhookResult:
 
 def _parse(body: bytes) -> tuple[str, str, dict]:
     try:
-        event = json.loads(body)
+        event = jsonlimits.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("The body is not JSON.", field="body") from None
+        raise ValidationFailed(
+            f"The body is not JSON (or nests deeper than {jsonlimits.MAX_JSON_DEPTH} levels).", field="body"
+        ) from None
+    if jsonlimits.has_nul(event):
+        raise ValidationFailed("The event must not contain NUL characters.", field="body")
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
         raise ValidationFailed("The event needs a string id.", field="id")
     if not isinstance(event.get("type"), str):
