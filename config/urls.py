@@ -26,3 +26,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]
+
+# Problem JSON on /api/ paths for what Django answers itself (413, 500 with DEBUG off ...).
+handler400 = "core.api.error_views.bad_request"
+handler403 = "core.api.error_views.permission_denied"
+handler404 = "core.api.error_views.page_not_found"
+handler500 = "core.api.error_views.server_error"

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DataError, IntegrityError
 from django.http import Http404
 from djangorestframework_camel_case.util import camelize_re, underscore_to_camel
@@ -86,6 +87,15 @@ def problem(
     return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 
+def too_large_problem() -> Response:
+    return problem(
+        status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        code="request-too-large",
+        title="Request body too large",
+        detail="The request body is larger than this server accepts (DATA_UPLOAD_MAX_MEMORY_SIZE).",
+    )
+
+
 def problem_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         errors = [{"field": exc.field, "message": exc.detail, "code": exc.code}] if exc.field else None
@@ -97,6 +107,8 @@ def problem_exception_handler(exc, context):
             errors=errors,
             extra=exc.extra,
         )
+    if isinstance(exc, RequestDataTooBig):
+        return too_large_problem()
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
