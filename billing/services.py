@@ -15,7 +15,15 @@ from billing.lifecycle import PAYMENT_TRANSITIONS, CancellationSource, PaymentSt
 from billing.models import Charge, Customer, Payment, Subscription, Tenant
 from core.db import violated_constraint
 from core.errors import Conflict, ValidationFailed
-from core.money import fits_currency, get_currency
+from core.money import (
+    ZERO,
+    AmountOutOfRange,
+    check_in_range,
+    fits_currency,
+    get_currency,
+    line_amount,
+    tax_amount,
+)
 
 
 class RailTransactionExists(Conflict):
@@ -37,6 +45,20 @@ def _require_fits(*, amount: Decimal, currency: str, field: str) -> None:
     if not fits_currency(amount, currency):
         places = get_currency(currency).minor_units
         raise ValidationFailed(f"{currency} amounts have at most {places} decimal places.", field=field)
+
+
+def _require_billable(
+    *, quantity: Decimal, unit_amount: Decimal, tax_rate: Decimal | None, currency: str, field: str
+) -> None:
+    """A line of quantity × unit amount (and its tax) must fit an amount, or it could never be invoiced."""
+    try:
+        amount = line_amount(quantity, unit_amount, currency)
+        check_in_range(
+            amount + (tax_amount(amount, tax_rate, currency) if tax_rate else ZERO),
+            what="The line with its tax",
+        )
+    except AmountOutOfRange as exc:
+        raise ValidationFailed(str(exc), field=field) from None
 
 
 def customer_create(*, tenant: Tenant, actor: Actor, name: str, currency: str, **fields: Any) -> Customer:
@@ -72,6 +94,9 @@ def subscription_create(
 ) -> Subscription:
     """Start a subscription billed in the customer's currency."""
     _require_currency_match(customer=customer, currency=currency)
+    _require_billable(
+        quantity=quantity, unit_amount=unit_price, tax_rate=tax_rate, currency=currency, field="unitPrice"
+    )
     with audited(actor=actor, reason="subscription created"):
         return Subscription.objects.create(
             tenant=tenant,
@@ -119,6 +144,9 @@ def charge_create(
 ) -> Charge:
     """Record a billable item for the next invoice of its customer."""
     _require_currency_match(customer=customer, currency=currency)
+    _require_billable(
+        quantity=quantity, unit_amount=unit_amount, tax_rate=tax_rate, currency=currency, field="unitAmount"
+    )
     if subscription is not None and subscription.customer_id != customer.pk:
         raise ValidationFailed("The subscription belongs to another customer.", field="subscription")
     with audited(actor=actor, reason="charge recorded"):

@@ -8,8 +8,9 @@ sums of already-rounded lines, so they never need rounding again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 import moneyed
 
@@ -24,6 +25,11 @@ UNIT_AMOUNT_DECIMAL_PLACES = 6
 UNIT_AMOUNT_MAX_DIGITS = 24
 RATE_DECIMAL_PLACES = 6
 RATE_MAX_DIGITS = 9
+# Every amount (a line, a tax, a total) is below this: what an amount column holds before the point.
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
+# Enough digits for a unit amount × quantity to be exact before its one rounding (24 + 18 digits);
+# the default context (28) would round it first, or refuse to quantize it (InvalidOperation).
+_EXACT = 48
 
 # Funds, precious metals, testing and "no currency" codes are not invoiceable currencies.
 _NOT_INVOICEABLE = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"}
@@ -31,6 +37,10 @@ _NOT_INVOICEABLE = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT
 
 class UnknownCurrency(ValueError):
     pass
+
+
+class AmountOutOfRange(ValueError):
+    """An amount (a line, a tax, a total) that no amount column can hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,26 @@ def to_decimal(value: Decimal | str | int) -> Decimal:
     return result
 
 
+# What a client may write as an amount: an optional sign, ASCII digits, an optional point and
+# digits. Decimal() also reads "1_000", "1e3", " 10 " and other scripts' digits ("１００").
+PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def is_plain_decimal(text: str) -> bool:
+    return PLAIN_DECIMAL.fullmatch(text) is not None
+
+
+def is_plain_integer(text: str) -> bool:
+    return PLAIN_INTEGER.fullmatch(text) is not None
+
+
+def plain(amount: Decimal | int) -> str:
+    """An amount in plain notation for people: 1E+1 reads 10, 0E-8 reads 0."""
+    text = format(Decimal(amount), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def quantize_money(amount: Decimal, currency: str) -> Decimal:
     """`amount` rounded to the currency's minor unit with ROUND_HALF_UP (the one rounding rule)."""
     return amount.quantize(get_currency(currency).quantum, rounding=ROUNDING)
@@ -90,14 +120,27 @@ def fits_currency(amount: Decimal, currency: str) -> bool:
     return not isinstance(exponent, int) or -exponent <= get_currency(currency).minor_units
 
 
+def check_in_range(amount: Decimal, *, what: str = "The amount") -> Decimal:
+    """`amount` itself, or AmountOutOfRange when it is AMOUNT_LIMIT or more (either sign)."""
+    if abs(amount) >= AMOUNT_LIMIT:
+        raise AmountOutOfRange(f"{what} ({plain(amount)}) must be less than {plain(AMOUNT_LIMIT)}.")
+    return amount
+
+
+def _product(a: Decimal, b: Decimal, currency: str, what: str) -> Decimal:
+    with localcontext() as exact:
+        exact.prec = _EXACT
+        return check_in_range(quantize_money(a * b, currency), what=what)
+
+
 def line_amount(quantity: Decimal, unit_amount: Decimal, currency: str) -> Decimal:
-    """Quantity × unit amount, rounded once to the currency."""
-    return quantize_money(quantity * unit_amount, currency)
+    """Quantity × unit amount, rounded once to the currency; AmountOutOfRange if too large."""
+    return _product(quantity, unit_amount, currency, "quantity × unit amount")
 
 
 def tax_amount(taxable: Decimal, rate: Decimal, currency: str) -> Decimal:
     """Tax on one line: taxable × rate (0.19 for 19 %), rounded once to the currency."""
-    return quantize_money(taxable * rate, currency)
+    return _product(taxable, rate, currency, "The tax")
 
 
 ZERO = Decimal("0")

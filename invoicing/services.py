@@ -20,7 +20,7 @@ from audit.context import audited
 from billing.models import Charge, Customer, Tenant
 from core.db import violated_constraint
 from core.errors import Conflict, ValidationFailed
-from core.money import ZERO, fits_currency, line_amount, tax_amount
+from core.money import ZERO, AmountOutOfRange, check_in_range, fits_currency, line_amount, tax_amount
 from core.timezones import business_today
 from invoicing.lifecycle import INVOICE_TRANSITIONS, OPEN_STATUSES, AdjustmentType, InvoiceStatus
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, TaxItem
@@ -37,10 +37,18 @@ class DraftLine:
     details: dict = field(default_factory=dict)
 
 
+def _line_field(position: int, charge: Charge | None) -> str:
+    """The request field a line came from: explicit items come first, then the charges."""
+    return "charges" if charge is not None else f"items[{position}].unitAmount"
+
+
 def _build_lines(invoice: Invoice, lines: list[DraftLine], charges: list[Charge | None]) -> None:
     items, taxes = [], []
     for position, (line, charge) in enumerate(zip(lines, charges, strict=True)):
-        amount = line_amount(line.quantity, line.unit_amount, invoice.currency)
+        try:
+            amount = line_amount(line.quantity, line.unit_amount, invoice.currency)
+        except AmountOutOfRange as exc:
+            raise ValidationFailed(str(exc), field=_line_field(position, charge)) from None
         item = InvoiceItem(
             tenant_id=invoice.tenant_id,
             invoice=invoice,
@@ -75,6 +83,11 @@ def _build_lines(invoice: Invoice, lines: list[DraftLine], charges: list[Charge 
     invoice.subtotal = sum((i.amount for i in items), ZERO)
     invoice.tax_total = sum((t.amount for t in taxes), ZERO)
     invoice.total = invoice.subtotal + invoice.tax_total
+    try:
+        check_in_range(invoice.total, what="The invoice total")
+    except AmountOutOfRange as exc:
+        field = "items" if any(charge is None for charge in charges) else "charges"
+        raise ValidationFailed(str(exc), field=field) from None
     invoice.balance = invoice.total - invoice.amount_paid - invoice.amount_credited
     invoice.save(update_fields=["subtotal", "tax_total", "total", "balance", "updated_at"])
 
