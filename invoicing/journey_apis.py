@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.actors import Actor
+from core.api.serializers import PlainIntegerField
 from invoicing.workflows import BATCH_ID_PATTERN, batch_configure
 from journeys import selectors
 from journeys.occurrences import InvalidInterval, parse_interval
@@ -33,7 +34,7 @@ class MonthlyInvoicingConfigSerializer(serializers.Serializer):
     batch_id = serializers.RegexField(BATCH_ID_PATTERN, max_length=100)
     first_run_at = serializers.DateTimeField()
     interval = serializers.CharField(max_length=64)
-    max_runs = serializers.IntegerField(min_value=1, max_value=10000)
+    max_runs = PlainIntegerField(min_value=1, max_value=10000)
     grace_period_duration = serializers.CharField(max_length=64, required=False, default="P7D")
     reminder_gap_duration = serializers.CharField(max_length=64, required=False, default="P7D")
 

@@ -5,22 +5,34 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
+from rest_framework.fields import empty
+from rest_framework.settings import api_settings
 
-from core import money
+from core import jsonlimits, money
 
 
 class StrictSerializerMixin:
-    """Unknown fields answer 400 naming them, instead of being silently dropped."""
+    """Unknown fields answer 400 naming them, instead of being silently dropped, together with
+    every other bad field of the same body (one answer lists them all)."""
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            known = set(self.fields)
-            unknown = sorted(str(key) for key in data if key not in known)
-            if unknown:
-                raise serializers.ValidationError(
-                    {key: ["Unknown field."] for key in unknown}, code="unknown_field"
-                )
-        return super().to_internal_value(data)
+    def run_validation(self, data=empty):
+        unknown = sorted(str(key) for key in data if key not in self.fields) if isinstance(data, dict) else []
+        unknown_errors = {key: [ErrorDetail("Unknown field.", code="unknown_field")] for key in unknown}
+        try:
+            value = super().run_validation(data)
+        except serializers.ValidationError as exc:
+            if not unknown_errors:
+                raise
+            detail = (
+                exc.detail
+                if isinstance(exc.detail, dict)
+                else {api_settings.NON_FIELD_ERRORS_KEY: exc.detail}
+            )
+            raise serializers.ValidationError({**unknown_errors, **detail}) from exc
+        if unknown_errors:
+            raise serializers.ValidationError(unknown_errors)
+        return value
 
 
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -47,23 +59,50 @@ class CurrencyField(serializers.CharField):
 
 
 class AmountField(serializers.DecimalField):
-    """A money amount: a decimal string (or JSON number, read exactly), never negative by default.
+    """A money amount: a plain decimal string (or JSON number, read exactly), never negative by default.
 
+    Strings are plain decimal notation only (money.PLAIN_DECIMAL: "1000.50", "-3"): "1_000",
+    "1e3", " 10" and non-ASCII digits ("１００") are refused, though Python's Decimal() reads them.
     Its places are checked against the currency in the serializer's validate() via check_amounts().
     """
+
+    default_error_messages = {
+        "invalid": "Must be a plain decimal number such as 1234.56.",
+        "not_positive": "Must be greater than 0.",
+    }
 
     def __init__(self, *, allow_negative: bool = False, positive: bool = False, **kwargs):
         kwargs.setdefault("max_digits", money.AMOUNT_MAX_DIGITS)
         kwargs.setdefault("decimal_places", money.AMOUNT_DECIMAL_PLACES)
-        if positive:
-            kwargs.setdefault("min_value", Decimal("0").next_plus())
-        elif not allow_negative:
+        self.positive = positive
+        if positive or not allow_negative:
+            # A positive amount's 0 itself is refused in to_internal_value (a readable message).
             kwargs.setdefault("min_value", Decimal("0"))
         kwargs.setdefault("coerce_to_string", True)
+        # Bounds read as plain amounts ("at least 0", not "1E-1000026" or "1E+1").
+        messages = kwargs.setdefault("error_messages", {})
+        if kwargs.get("min_value") is not None:
+            messages.setdefault("min_value", f"Must be at least {money.plain(kwargs['min_value'])}.")
+        if kwargs.get("max_value") is not None:
+            messages.setdefault("max_value", f"Must be at most {money.plain(kwargs['max_value'])}.")
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, float):
+        if isinstance(data, float | bool):
+            self.fail("invalid")
+        if isinstance(data, str) and len(data) <= self.MAX_STRING_LENGTH and not money.is_plain_decimal(data):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if self.positive and value <= 0:
+            self.fail("not_positive")
+        return value
+
+
+class PlainIntegerField(serializers.IntegerField):
+    """A count: a JSON integer or a string of ASCII digits ("12"), not "1_2", "１２" or "12.0"."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool | float) or (isinstance(data, str) and not money.is_plain_integer(data)):
             self.fail("invalid")
         return super().to_internal_value(data)
 
@@ -114,15 +153,9 @@ class JSONObjectField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
-        if "\\u0000" in _dump(value) or "\x00" in _dump(value):
+        if jsonlimits.has_nul(value):
             self.fail("nul")
         return value
-
-
-def _dump(value) -> str:
-    import json
-
-    return json.dumps(value, default=str)
 
 
 class TenantScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
