@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 import django_filters
@@ -17,7 +16,8 @@ from billing.models import Customer, Payment
 from consolidation import selectors, services
 from consolidation.lifecycle import ConsolidatedStatus, KycStatus, PeriodType
 from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
-from core.api.serializers import StrictSerializer, TenantScopedPrimaryKeyRelatedField
+from consolidation.periods import key_start_range
+from core.api.serializers import PlainIntegerField, StrictSerializer, TenantScopedPrimaryKeyRelatedField
 from core.api.views import TenantScopedViewSet
 from core.errors import NotFound
 from journeys import selectors as journey_selectors
@@ -79,14 +79,13 @@ class ConsolidatedInvoiceFilter(django_filters.FilterSet):
         fields = []
 
     def filter_period(self, queryset, name, value):
-        if match := re.fullmatch(r"(\d{4})-W(\d{2})", value):
-            return queryset.filter(
-                period_type=PeriodType.WEEKLY, period_start__iso_year=int(match[1]), period_start__week=int(match[2])
-            )
-        if match := re.fullmatch(r"(\d{4})-M(\d{2})", value):
-            return queryset.filter(
-                period_type=PeriodType.MONTHLY, period_start__year=int(match[1]), period_start__month=int(match[2])
-            )
+        try:
+            key = key_start_range(value)
+        except ValueError as exc:
+            raise serializers.ValidationError({"period": [str(exc)]}) from exc
+        if key is not None:
+            period_type, first, last = key
+            return queryset.filter(period_type=period_type, period_start__range=(first, last))
         try:
             day = date.fromisoformat(value)
         except ValueError as exc:
@@ -164,7 +163,7 @@ class SchedulerTriggerView(APIView):
 class CustomerSettingsSerializer(StrictSerializer):
     billing_period_enabled = serializers.BooleanField(source="enabled", required=False)
     billing_period_type = serializers.ChoiceField(source="period_type", choices=PeriodType.choices, required=False)
-    billing_period_start_day = serializers.IntegerField(source="start_day", required=False)
+    billing_period_start_day = PlainIntegerField(source="start_day", required=False)
     kyc_status = serializers.ChoiceField(choices=KycStatus.choices, required=False)
     enabled_since = serializers.DateField(read_only=True, allow_null=True)
     disabled_on = serializers.DateField(read_only=True, allow_null=True)

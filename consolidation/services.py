@@ -32,7 +32,7 @@ from consolidation.lifecycle import (
     PeriodType,
 )
 from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
-from consolidation.periods import period_containing, start_day_range
+from consolidation.periods import PeriodOutOfRange, period_containing, start_day_range
 from consolidation.selectors import JOURNEY_NAME, Target
 from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO
@@ -645,7 +645,12 @@ def consolidated_generate(
             extra={"customerId": customer.pk},
         )
     today = today or business_today()
-    period = period_containing(period_start or today, period_type=settings_row.period_type, start_day=settings_row.start_day)
+    try:
+        period = period_containing(
+            period_start or today, period_type=settings_row.period_type, start_day=settings_row.start_day
+        )
+    except PeriodOutOfRange as exc:
+        raise ValidationFailed(f"{exc}.", field="periodStart") from None
     if period_start is not None and period.start != period_start:
         raise ValidationFailed(
             f"{period_start.isoformat()} does not start a billing period of this customer (that period starts "

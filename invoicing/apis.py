@@ -149,9 +149,11 @@ class InvoiceFilter(django_filters.FilterSet):
     def filter_period(self, queryset, name, value):
         import re
 
-        match = re.fullmatch(r"(\d{4})-(\d{2})", value)
-        if not match or not 1 <= int(match[2]) <= 12:
-            raise serializers.ValidationError({"period": ["Use YYYY-MM."]})
+        match = re.fullmatch(r"([0-9]{4})-([0-9]{2})", value)
+        if not match or int(match[1]) < 1 or not 1 <= int(match[2]) <= 12:
+            raise serializers.ValidationError(
+                {"period": ["Use YYYY-MM (years 0001 to 9999, months 01 to 12)."]}
+            )
         return queryset.filter(period_start__year=int(match[1]), period_start__month=int(match[2]))
 
 

@@ -29,12 +29,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Tenant
+from core.errors import ValidationFailed
 from core.timezones import business_today, business_zone
 from invoicing import batch
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER
 from journeys.definition import Approval, Journey, StepContext, Succeed, Task, Timer, register
 from journeys.models import JourneyRun, Phase
-from journeys.occurrences import parse_interval
+from journeys.occurrences import InvalidInterval, add_fits, check_schedule_fits, parse_interval
 
 NAME = "monthly-invoicing-batch"
 DEFAULT_GAP = "P7D"
@@ -167,6 +168,19 @@ def approval_summary(context: dict) -> dict:
 BATCH_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
 
 
+def _require_schedule_fits(*, first_run_at: datetime, interval: str, max_runs: int, grace: str, gap: str) -> None:
+    """Every run, and the chasing after the last one, falls on a date (before the year 10000)."""
+    try:
+        last = check_schedule_fits(first_run_at, interval, max_runs, business_zone())
+    except InvalidInterval as exc:
+        raise ValidationFailed(str(exc), field="interval") from None
+    for field, duration in (("gracePeriodDuration", grace), ("reminderGapDuration", gap)):
+        try:
+            last = add_fits(last, duration)
+        except InvalidInterval as exc:
+            raise ValidationFailed(str(exc), field=field) from None
+
+
 def batch_configure(
     *,
     tenant: Tenant,
@@ -184,6 +198,9 @@ def batch_configure(
     start` both come here, so a scheduled run cannot tell how it was configured."""
     from journeys import scheduling
 
+    _require_schedule_fits(
+        first_run_at=first_run_at, interval=interval, max_runs=max_runs, grace=grace_period, gap=reminder_gap
+    )
     context = {
         **(extras or {}),
         "tenantId": tenant.slug,

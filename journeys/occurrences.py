@@ -20,15 +20,46 @@ class InvalidInterval(ValueError):
 
 
 def parse_interval(text: str) -> isodate.Duration | timedelta:
-    """An ISO 8601 duration that moves time forward (P1M, P1W, PT1M …)."""
+    """An ISO 8601 duration that moves time forward (P1M, P1W, PT1M …), in whole years and months,
+    short enough to be added to a date (P99999999Y is not)."""
     try:
         duration = isodate.parse_duration(text)
+    except OverflowError as exc:
+        raise InvalidInterval(f"{text!r} is too long a duration") from exc
     except (isodate.ISO8601Error, ValueError, TypeError) as exc:
         raise InvalidInterval(f"{text!r} is not an ISO 8601 duration") from exc
+    if isinstance(duration, isodate.Duration) and (duration.years % 1 or duration.months % 1):
+        raise InvalidInterval(f"{text!r}: years and months must be whole numbers")
     probe = datetime(2001, 1, 1, tzinfo=UTC)
-    if probe + duration <= probe:
+    try:
+        moved = probe + duration
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInterval(f"{text!r} is too long a duration") from exc
+    if moved <= probe:
         raise InvalidInterval(f"{text!r} does not move time forward")
     return duration
+
+
+def check_schedule_fits(first: datetime, interval: str, max_runs: int, zone: ZoneInfo) -> datetime:
+    """The last occurrence of the schedule, or InvalidInterval when it falls past what a date holds
+    (the year 9999): beat would otherwise fail on that run instead of the request now."""
+    try:
+        return occurrence_at(first, interval, max_runs - 1, zone)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInterval(
+            f"run {max_runs} of every {interval} from {first.isoformat()} would fall after the year 9999"
+        ) from exc
+
+
+def add_fits(moment: datetime, duration: str) -> datetime:
+    """`moment` + `duration`, or InvalidInterval when that is past what a date holds."""
+    delta = parse_interval(duration)
+    try:
+        return moment + delta
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInterval(
+            f"{duration!r} after {moment.date().isoformat()} falls after the year 9999"
+        ) from exc
 
 
 def _parts(text: str) -> tuple[relativedelta, timedelta]:
