@@ -78,8 +78,8 @@ def is_currency(code: str) -> bool:
 
 def to_decimal(value: Decimal | str | int) -> Decimal:
     """A Decimal from a string, int or Decimal; floats are refused because they are not exact."""
-    if isinstance(value, float):
-        raise TypeError("money is never a float")
+    if isinstance(value, float | bool):
+        raise TypeError("money is never a float or a bool")
     try:
         result = Decimal(value)
     except InvalidOperation as exc:
@@ -101,6 +101,13 @@ def is_plain_decimal(text: str) -> bool:
 
 def is_plain_integer(text: str) -> bool:
     return PLAIN_INTEGER.fullmatch(text) is not None
+
+
+def parse_plain(text: str) -> Decimal:
+    """A Decimal from plain decimal notation only (ValueError otherwise): what a form field sends."""
+    if not isinstance(text, str) or not is_plain_decimal(text):
+        raise ValueError(f"not a plain decimal number: {text!r}")
+    return Decimal(text)
 
 
 def plain(amount: Decimal | int) -> str:

@@ -186,7 +186,13 @@ def invoice_issue(
             raise ValidationFailed("An invoice with a zero total cannot be issued.", field="total")
         tenant = locked.tenant
         issued_on = issue_date or business_today()
-        due_on = due_date or issued_on + timedelta(days=tenant.payment_terms_days)
+        try:
+            due_on = due_date or issued_on + timedelta(days=tenant.payment_terms_days)
+        except OverflowError:
+            raise ValidationFailed(
+                f"{issued_on.isoformat()} + {tenant.payment_terms_days} days of payment terms is after 9999-12-31.",
+                field="issueDate",
+            ) from None
         if due_on < issued_on:
             raise ValidationFailed("The due date is before the issue date.", field="dueDate")
         locked.number = _allocate_number(tenant=tenant, year=issued_on.year)

@@ -13,6 +13,7 @@ from audit.actors import Actor
 from billing.models import Payment
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
 from core.errors import ApplicationError
+from core.money import parse_plain
 from invoicing.models import Invoice
 from reconciliation import selectors, services
 from reconciliation.models import (
@@ -211,7 +212,7 @@ class BankEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
             return back
         try:
             invoice = Invoice.objects.get(pk=request.POST.get("invoice"), tenant__in=tenants)
-            amount = Decimal(request.POST.get("amount", ""))
+            amount = parse_plain(request.POST.get("amount", ""))
             payment = Payment.objects.get(pk=payment_id, tenant__in=tenants)
             services.reconciliation_match_manual(
                 tenant=entry.tenant,

@@ -25,7 +25,7 @@ from audit.context import audited
 from billing.lifecycle import PaymentStatus
 from billing.models import Payment, Tenant
 from core.errors import ApplicationError, Conflict, ValidationFailed
-from core.money import ZERO, fits_currency, is_currency, to_decimal
+from core.money import ZERO, fits_currency, is_currency, parse_plain, to_decimal
 from invoicing import services as invoicing_services
 from invoicing.lifecycle import OPEN_STATUSES
 from invoicing.models import Invoice
@@ -72,7 +72,7 @@ def tolerances_parse(raw: object) -> dict[str, Decimal]:
         if not isinstance(currency, str) or not is_currency(currency):
             raise ValidationFailed(f"Unknown currency {currency!r}.", field="amountTolerances")
         try:
-            amount = to_decimal(value)
+            amount = parse_plain(value) if isinstance(value, str) else to_decimal(value)
         except (TypeError, ValueError):
             raise ValidationFailed(
                 f'The tolerance of {currency} must be an amount such as "0.05".', field="amountTolerances"

@@ -264,6 +264,33 @@ def test_period_filter_outside_the_calendar_is_400_naming_period(client, query):
         assert_problem(response, 400, "period")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/charges?occurredFrom=0001-01-01T00:00:00%2B05:00",
+        "/api/v1/events?occurredTo=9999-12-31T23:00:00-05:00",
+    ],
+    ids=["before-year-1-in-utc", "after-9999-in-utc"],
+)
+def test_instant_filter_outside_the_calendar_in_utc_is_400_naming_it(client, query):
+    field = query.split("?")[1].split("=")[0]
+
+    assert_problem(client.get(query), 400, field)
+
+
+def test_issue_date_whose_due_date_falls_after_9999_is_400_naming_it(client, draft_invoice):
+    before = _counts()
+
+    response = client.post(
+        f"/api/v1/invoices/{draft_invoice.pk}/issue", {"issueDate": "9999-12-31"}, format="json"
+    )
+
+    assert_problem(response, 400, "issueDate")
+    assert _counts() == before
+    draft_invoice.refresh_from_db()
+    assert draft_invoice.status == "draft" and draft_invoice.number in ("", None)
+
+
 # --- Money overflow -------------------------------------------------------------------------------
 def line(unit_amount, quantity, **extra):
     return {"description": "Overflight", "unitAmount": unit_amount, "quantity": quantity, **extra}
