@@ -1,8 +1,10 @@
 """Admin base: staff who are not superusers see and pick only their own tenants' rows."""
 
 from django.contrib import admin
+from django.db import models
 
 from billing.models import Tenant
+from core.forms import PlainDecimalField
 
 
 def user_tenants(user):
@@ -13,6 +15,7 @@ def user_tenants(user):
 
 class TenantScopedAdmin(admin.ModelAdmin):
     tenant_field = "tenant"
+    formfield_overrides = {models.DecimalField: {"form_class": PlainDecimalField}}
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
