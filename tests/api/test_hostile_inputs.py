@@ -465,6 +465,10 @@ def test_illegal_transition_names_statuses_as_clients_write_them(client, issued_
     assert "payment_due" in body["detail"] and "InvoiceStatus" not in response.content.decode()
 
 
+def test_nul_in_the_url_is_a_complete_problem_naming_the_url(client):
+    assert_problem(client.get("/api/v1/customers?externalRef=a%00b"), 400, "url")
+
+
 # --- Headers ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "tenant", ["acme\x00", "a" * 10_000, "acme' OR '1'='1"], ids=["nul", "10000-chars", "quote"]
