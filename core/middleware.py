@@ -19,6 +19,7 @@ class RejectNulBytesMiddleware:
                     "title": "Invalid input",
                     "status": 400,
                     "detail": "The URL contains a NUL character.",
+                    "code": "validation-error",
                     "errors": [
                         {
                             "field": "url",
