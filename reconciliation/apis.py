@@ -38,6 +38,9 @@ MAX_STATEMENT_BYTES = 200 * 1024 * 1024
 
 
 class ReconciliationSerializer(serializers.ModelSerializer):
+    # Blank unless a discrepancy (read-only fields lose allow_blank, and the schema the "" with it).
+    discrepancy_kind = serializers.ChoiceField(choices=DiscrepancyKind.choices, allow_blank=True, read_only=True)
+
     class Meta:
         model = Reconciliation
         fields = [

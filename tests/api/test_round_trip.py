@@ -14,7 +14,7 @@ import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from tests.api.world import seed_world
+from tests.api.world import listed_ids, seed_world
 
 WRITE_METHODS = ("post", "put", "patch")
 # Values that must differ from the record read back for a create to be a new record, not a duplicate.
@@ -90,12 +90,6 @@ def writable(openapi, schema, value):
     if isinstance(value, list) and "items" in schema:
         return [writable(openapi, schema["items"], item) for item in value]
     return value
-
-
-def listed_ids(client, collection: str) -> list:
-    body = client.get(f"/api/v1/{collection}", {"pageSize": 500}).json()
-    rows = body["results"] if "results" in body else body.get("items", [])
-    return [row.get("id", row.get("journeyId")) for row in rows]
 
 
 def fill_path(path: str, client, world) -> str:

@@ -104,3 +104,9 @@ def seed_world(tenant) -> World:
         )
     )
     return world
+
+
+def listed_ids(client, collection: str) -> list:
+    body = client.get(f"/api/v1/{collection}", {"pageSize": 500}).json()
+    rows = body["results"] if "results" in body else body.get("items", [])
+    return [row.get("id", row.get("journeyId")) for row in rows]
