@@ -38,8 +38,11 @@ MAX_STATEMENT_BYTES = 200 * 1024 * 1024
 
 
 class ReconciliationSerializer(serializers.ModelSerializer):
-    # Blank unless a discrepancy (read-only fields lose allow_blank, and the schema the "" with it).
-    discrepancy_kind = serializers.ChoiceField(choices=DiscrepancyKind.choices, allow_blank=True, read_only=True)
+    # Blank unless a discrepancy. Declared because a read-only model field loses allow_blank, and
+    # the schema then refused the "" the API answers.
+    discrepancy_kind = serializers.ChoiceField(
+        choices=DiscrepancyKind.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Reconciliation
