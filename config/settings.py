@@ -148,14 +148,19 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "core.api.problems.problem_exception_handler",
     # Amounts leave the API as strings: a JSON number would be read as a float by most clients.
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Free-form details are the client's own keys: passed through as sent.
-    # HAL links keep their leading underscore.
-    "JSON_UNDERSCOREIZE": {"ignore_fields": ("details",), "ignore_keys": ("_links",)},
+    # HAL links keep their leading underscore. A digit joins the word before it (addressLine1 is
+    # address_line1), the way the renderer camelizes it: what the API returns, it accepts.
+    "JSON_UNDERSCOREIZE": {
+        "ignore_fields": ("details",),
+        "ignore_keys": ("_links",),
+        "no_underscore_before_number": True,
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -176,6 +181,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",
+        "core.api.schema.camelize_path_parameters",
     ],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -40,6 +40,8 @@ class JourneyStatusView(APIView):
 
 
 class JourneyResultView(APIView):
+    problem_statuses = (409,)  # NotTerminal: the journey is still running
+
     @extend_schema(operation_id="journeys_result", responses={200: dict})
     def get(self, request, journey_id: str):
         run = get_run(request, journey_id)

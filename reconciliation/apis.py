@@ -38,6 +38,12 @@ MAX_STATEMENT_BYTES = 200 * 1024 * 1024
 
 
 class ReconciliationSerializer(serializers.ModelSerializer):
+    # Blank unless a discrepancy. Declared because a read-only model field loses allow_blank, and
+    # the schema then refused the "" the API answers.
+    discrepancy_kind = serializers.ChoiceField(
+        choices=DiscrepancyKind.choices, allow_blank=True, read_only=True
+    )
+
     class Meta:
         model = Reconciliation
         fields = [
