@@ -92,6 +92,7 @@ class CustomerViewSet(
     mixins.UpdateModelMixin,
     TenantScopedViewSet,
 ):
+    required_permissions = {"read": "books.view", "write": "customers.manage"}
     queryset = Customer.objects.all()
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
@@ -157,6 +158,7 @@ class SubscriptionFilter(django_filters.FilterSet):
 class SubscriptionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "subscriptions.manage"}
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
     filterset_class = SubscriptionFilter
@@ -228,6 +230,7 @@ class ChargeFilter(django_filters.FilterSet):
 class ChargeViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "charges.manage"}
     queryset = Charge.objects.all()
     serializer_class = ChargeSerializer
     filterset_class = ChargeFilter
@@ -304,6 +307,7 @@ class PaymentFilter(django_filters.FilterSet):
 class PaymentViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "payments.manage"}
     queryset = Payment.objects.all()
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter

@@ -138,7 +138,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsTenantMember"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.HasTenantPermission"],
     "DEFAULT_RENDERER_CLASSES": _renderers,
     "DEFAULT_PARSER_CLASSES": [
         "core.api.parsers.CamelCaseDecimalJSONParser",
@@ -155,7 +155,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Free-form details are the client's own keys: passed through as sent.
     # HAL links keep their leading underscore.
-    "JSON_UNDERSCOREIZE": {"ignore_fields": ("details",), "ignore_keys": ("_links",)},
+    "JSON_UNDERSCOREIZE": {"ignore_fields": ("details", "amount_tolerances"), "ignore_keys": ("_links",)},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -169,6 +169,7 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "billing.lifecycle.SubscriptionStatus",
         "CancellationSourceEnum": "billing.lifecycle.CancellationSource",
         "BillingPeriodTypeEnum": "consolidation.lifecycle.PeriodType",
+        "RoleEnum": "core.roles.Role",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
