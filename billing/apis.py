@@ -28,6 +28,7 @@ from core.api.serializers import (
     UnitAmountField,
     check_amounts,
 )
+from core.api.throttles import WebhookThrottle
 from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
 
 
@@ -338,6 +339,7 @@ class PaymentWebhookView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [WebhookThrottle]
     parser_classes = [_RawBodyParser]
 
     @extend_schema(exclude=True)

@@ -98,6 +98,8 @@ def tenants_where(user, permission: str):
     """The tenants in which `user` may do `permission` (all tenants for a superuser)."""
     from billing.models import Tenant
 
+    if not (user.is_authenticated and user.is_active):
+        return Tenant.objects.none()
     if user.is_superuser:
         return Tenant.objects.all()
-    return Tenant.objects.filter(memberships__user=user, memberships__roles__overlap=roles_with(permission))
+    return Tenant.objects.filter(memberships__user=user, memberships__roles__overlap=roles_with(permission)).distinct()

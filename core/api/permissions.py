@@ -54,6 +54,11 @@ class HasTenantPermission(IsTenantMember):
     """A member of the tenant whose roles there grant the permission the operation declares."""
 
     def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            # DRF throttles after the permission check, which an anonymous caller never passes:
+            # throttle here, so guessing tokens is limited like any anonymous traffic (429).
+            view.check_throttles(request)
+            return False
         if not super().has_permission(request, view):
             return False
         needed = required_permission(view, request)
