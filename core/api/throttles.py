@@ -13,7 +13,6 @@ import structlog
 from django.conf import settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
-
 log = structlog.get_logger(__name__)
 
 
