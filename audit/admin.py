@@ -6,6 +6,7 @@ from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    view_permission = "audit.view"
     list_display = [
         "occurred_at",
         "tenant",

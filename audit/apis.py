@@ -41,6 +41,7 @@ class EventFilter(django_filters.FilterSet):
 
 
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    required_permissions = "audit.view"
     queryset = Event.objects.all()
     serializer_class = EventSerializer
     filterset_class = EventFilter

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 
 from audit.actors import Actor
@@ -13,23 +14,86 @@ from billing.models import (
     Tenant,
     WebhookEvent,
 )
+from core import roles
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
 from core.errors import ApplicationError
 
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    """A tenant's own row: its tenant-admins change it; only the platform's superusers add or delete."""
+
     list_display = ["name", "slug", "default_currency", "invoice_number_prefix", "payment_terms_days"]
     prepopulated_fields = {"slug": ["name"]}
 
     def get_queryset(self, request):
         return user_tenants(request.user)
 
+    def has_module_permission(self, request):
+        return request.user.is_superuser or roles.tenants_where(request.user, roles.SETTINGS_MANAGE).exists()
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return self.has_module_permission(request)
+        return roles.may(request.user, obj.pk, roles.SETTINGS_MANAGE) and (request.user.is_staff or request.user.is_superuser)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class MembershipForm(forms.ModelForm):
+    roles = forms.MultipleChoiceField(choices=roles.Role.choices, widget=forms.CheckboxSelectMultiple, required=False)
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "user", "roles"]
+
 
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdmin):
-    list_display = ["user", "tenant", "created_at"]
+    """Who is in the tenant with which roles; saving goes through the membership services."""
+
+    form = MembershipForm
+    list_display = ["user", "tenant", "roles", "created_at"]
     list_filter = ["tenant"]
+    view_permission = change_permission = delete_permission = roles.MEMBERSHIPS_MANAGE
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant", "user"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        actor = Actor.for_user(request.user)
+        wanted = set(form.cleaned_data["roles"])
+        if not change:
+            created = services.membership_create(
+                tenant=form.cleaned_data["tenant"], user=form.cleaned_data["user"], roles=wanted, actor=actor
+            )
+            obj.pk = created.pk
+            return
+        current = Membership.objects.get(pk=obj.pk)
+        try:
+            for role in sorted(wanted - set(current.roles)):
+                services.membership_grant_role(membership=current, role=role, actor=actor)
+            for role in sorted(set(current.roles) - wanted):
+                services.membership_revoke_role(membership=current, role=role, actor=actor)
+        except ApplicationError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+
+    def delete_model(self, request, obj):
+        try:
+            services.membership_remove(membership=obj, actor=Actor.for_user(request.user))
+        except ApplicationError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+
+    def delete_queryset(self, request, queryset):
+        for membership in self.permitted(request, queryset, roles.MEMBERSHIPS_MANAGE):
+            self.delete_model(request, membership)
 
 
 @admin.register(Customer)
@@ -37,6 +101,7 @@ class CustomerAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "external_ref", "email", "currency", "is_active"]
     list_filter = ["tenant", "currency", "is_active"]
     search_fields = ["name", "external_ref", "email"]
+    change_permission = roles.CUSTOMERS_MANAGE
 
     def save_model(self, request, obj, form, change):
         actor = Actor.for_user(request.user)
@@ -80,7 +145,7 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     actions = ["cancel"]
 
     def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("billing.change_subscription")
+        return self.may(request, roles.SUBSCRIPTIONS_MANAGE, obj)
 
     @admin.action(description="Cancel selected subscriptions (source UI)")
     def cancel(self, request, queryset):
@@ -88,7 +153,7 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         _run(
             self,
             request,
-            queryset.filter(status=SubscriptionStatus.ACTIVE),
+            self.permitted(request, queryset, roles.SUBSCRIPTIONS_MANAGE).filter(status=SubscriptionStatus.ACTIVE),
             lambda s: services.subscription_cancel(subscription=s, actor=actor, source=CancellationSource.UI),
         )
 
@@ -130,7 +195,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     actions = ["mark_processing", "mark_completed", "mark_failed"]
 
     def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("billing.change_payment")
+        return self.may(request, roles.PAYMENTS_MANAGE, obj)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
@@ -140,7 +205,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         _run(
             self,
             request,
-            queryset,
+            self.permitted(request, queryset, roles.PAYMENTS_MANAGE),
             lambda p: services.payment_transition(payment=p, actor=actor, status=status, reason="admin"),
         )
 
@@ -157,15 +222,42 @@ class PaymentAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         self._move(request, queryset, PaymentStatus.FAILED)
 
 
+class PaymentProviderForm(forms.ModelForm):
+    # Write-only: never rendered back; blank keeps the stored secret, a new one rotates it.
+    new_signing_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="Blank keeps the current secret."
+    )
+
+    class Meta:
+        model = PaymentProvider
+        fields = ["tenant", "slug", "name", "is_active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and not cleaned.get("new_signing_secret"):
+            self.add_error("new_signing_secret", "A provider needs a signing secret.")
+        return cleaned
+
+
 @admin.register(PaymentProvider)
 class PaymentProviderAdmin(TenantScopedAdmin):
-    """Each rail's webhook URL slug and its signing secrets (the previous one while rotating)."""
+    """Each rail's webhook URL slug and its signing secrets (write-only; rotating keeps the previous one)."""
 
-    list_display = ["slug", "name", "tenant", "is_active", "created_at"]
+    form = PaymentProviderForm
+    list_display = ["slug", "name", "tenant", "is_active", "secret_rotated_at", "created_at"]
     list_filter = ["tenant", "is_active"]
+    view_permission = change_permission = roles.SETTINGS_MANAGE
 
     def save_model(self, request, obj, form, change):
-        webhooks.payment_provider_save(provider=obj, actor=Actor.for_user(request.user))
+        actor = Actor.for_user(request.user)
+        secret = form.cleaned_data.get("new_signing_secret")
+        if change and secret:
+            webhooks.payment_provider_save(provider=obj, actor=actor)
+            webhooks.payment_provider_rotate_secret(provider=obj, secret=secret, actor=actor)
+            return
+        if secret:
+            obj.signing_secret = secret
+        webhooks.payment_provider_save(provider=obj, actor=actor)
 
 
 @admin.register(WebhookEvent)

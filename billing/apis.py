@@ -28,6 +28,7 @@ from core.api.serializers import (
     UnitAmountField,
     check_amounts,
 )
+from core.api.throttles import WebhookThrottle
 from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
 
 
@@ -92,6 +93,7 @@ class CustomerViewSet(
     mixins.UpdateModelMixin,
     TenantScopedViewSet,
 ):
+    required_permissions = {"read": "books.view", "write": "customers.manage"}
     queryset = Customer.objects.all()
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
@@ -157,6 +159,7 @@ class SubscriptionFilter(django_filters.FilterSet):
 class SubscriptionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "subscriptions.manage"}
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
     filterset_class = SubscriptionFilter
@@ -228,6 +231,7 @@ class ChargeFilter(django_filters.FilterSet):
 class ChargeViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "charges.manage"}
     queryset = Charge.objects.all()
     serializer_class = ChargeSerializer
     filterset_class = ChargeFilter
@@ -304,6 +308,7 @@ class PaymentFilter(django_filters.FilterSet):
 class PaymentViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "payments.manage"}
     queryset = Payment.objects.all()
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
@@ -334,6 +339,7 @@ class PaymentWebhookView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [WebhookThrottle]
     parser_classes = [_RawBodyParser]
 
     @extend_schema(exclude=True)

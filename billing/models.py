@@ -1,10 +1,12 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
 from billing.lifecycle import CancellationSource, PaymentMethod, PaymentStatus, SubscriptionStatus
 from core import money
+from core.roles import Role
 
 
 def amount_field(**kwargs):
@@ -47,15 +49,23 @@ class Tenant(models.Model):
 
 
 class Membership(models.Model):
-    """A user's place in a tenant; API callers act for the tenant of their membership."""
+    """A user's place in a tenant; API callers act for the tenant of their membership.
+
+    Written only by billing.services.membership_* (the admin, the API and seed_demo call them).
+    """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    # What the user may do in this tenant (core/roles.py maps each role to its permissions).
+    roles = ArrayField(models.CharField(max_length=32, choices=Role.choices), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user")
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user"),
+            models.CheckConstraint(
+                condition=Q(roles__contained_by=Role.values), name="membership_roles_known"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -246,6 +256,8 @@ class PaymentProvider(models.Model):
     signing_secret = models.CharField(max_length=200)
     # The secret being rotated out; blank once the rail signs with the new one only.
     previous_signing_secret = models.CharField(max_length=200, blank=True)
+    # When the signing secret last changed: audited (the secrets themselves never enter the trail).
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,6 +1,7 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from billing import apis
+from billing import apis, settings_apis
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", apis.CustomerViewSet, basename="customer")
@@ -8,4 +9,23 @@ router.register("subscriptions", apis.SubscriptionViewSet, basename="subscriptio
 router.register("charges", apis.ChargeViewSet, basename="charge")
 router.register("payments", apis.PaymentViewSet, basename="payment")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("memberships", settings_apis.MembershipListView.as_view(), name="membership-list"),
+    path("memberships/<int:membership_id>/roles", settings_apis.MembershipRolesView.as_view(), name="membership-roles"),
+    path(
+        "memberships/<int:membership_id>/roles/<str:role>", settings_apis.MembershipRoleView.as_view(), name="membership-role"
+    ),
+    path("settings/payment-providers", settings_apis.PaymentProviderListView.as_view(), name="settings-payment-providers"),
+    path("settings/payment-providers/<slug:slug>", settings_apis.PaymentProviderView.as_view(), name="settings-payment-provider"),
+    path(
+        "settings/payment-providers/<slug:slug>/rotate-secret",
+        settings_apis.PaymentProviderRotateView.as_view(),
+        name="settings-payment-provider-rotate",
+    ),
+    path(
+        "settings/payment-providers/<slug:slug>/end-rotation",
+        settings_apis.PaymentProviderEndRotationView.as_view(),
+        name="settings-payment-provider-end-rotation",
+    ),
+    *router.urls,
+]

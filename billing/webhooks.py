@@ -25,7 +25,7 @@ from audit.context import audited
 from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus
 from billing.models import Payment, PaymentProvider, WebhookEvent
 from core import jsonlimits
-from core.errors import ApplicationError, NotFound, ValidationFailed
+from core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
 
 log = structlog.get_logger(__name__)
 
@@ -211,3 +211,39 @@ def payment_provider_save(*, provider: PaymentProvider, actor: Actor) -> Payment
     with audited(actor=actor, reason="payment provider saved"):
         provider.save()
     return provider
+
+
+def payment_provider_create(*, tenant, actor: Actor, slug: str, name: str, signing_secret: str, is_active: bool = True) -> PaymentProvider:
+    """A new rail for `tenant`; its slug is unique over all tenants (409 if taken)."""
+    if PaymentProvider.objects.filter(slug=slug).exists():
+        raise Conflict(f"A payment provider {slug!r} exists already.", field="slug")
+    provider = PaymentProvider(
+        tenant=tenant, slug=slug, name=name, signing_secret=signing_secret, is_active=is_active, secret_rotated_at=timezone.now()
+    )
+    return payment_provider_save(provider=provider, actor=actor)
+
+
+def payment_provider_rotate_secret(*, provider: PaymentProvider, secret: str, actor: Actor) -> PaymentProvider:
+    """The rail's new signing secret; the current one stays accepted as the previous one until
+    `payment_provider_end_rotation`, so no event is refused while the rail switches over."""
+    if not secret:
+        raise ValidationFailed("A provider needs a signing secret.", field="signingSecret")
+    with audited(actor=actor, reason="payment provider secret rotated"):
+        locked = PaymentProvider.objects.select_for_update().get(pk=provider.pk)
+        if secret != locked.signing_secret:
+            locked.previous_signing_secret = locked.signing_secret
+            locked.signing_secret = secret
+            locked.secret_rotated_at = timezone.now()
+            locked.save(update_fields=["signing_secret", "previous_signing_secret", "secret_rotated_at"])
+    return locked
+
+
+def payment_provider_end_rotation(*, provider: PaymentProvider, actor: Actor) -> PaymentProvider:
+    """Stop accepting the previous secret (the rail signs with the new one only)."""
+    with audited(actor=actor, reason="payment provider previous secret dropped"):
+        locked = PaymentProvider.objects.select_for_update().get(pk=provider.pk)
+        if locked.previous_signing_secret:
+            locked.previous_signing_secret = ""
+            locked.secret_rotated_at = timezone.now()
+            locked.save(update_fields=["previous_signing_secret", "secret_rotated_at"])
+    return locked

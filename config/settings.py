@@ -1,5 +1,6 @@
 """Ledgerflow settings, read from the environment (see README "Settings")."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "core",
     "audit",
     "billing",
@@ -59,7 +61,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Logins: failed admin logins are limited (django-axes) ------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After AXES_FAILURE_LIMIT failed logins for one username from one IP, that pair is locked out for
+# AXES_COOLOFF_MINUTES (other users, and the same user from elsewhere, still log in).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -138,7 +155,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsTenantMember"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.HasTenantPermission"],
     "DEFAULT_RENDERER_CLASSES": _renderers,
     "DEFAULT_PARSER_CLASSES": [
         "core.api.parsers.CamelCaseDecimalJSONParser",
@@ -150,6 +167,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "core.api.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "core.api.problems.problem_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttles.AnonThrottle", "core.api.throttles.UserThrottle"],
     # Amounts leave the API as strings: a JSON number would be read as a float by most clients.
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -157,10 +175,24 @@ REST_FRAMEWORK = {
     # HAL links keep their leading underscore. A digit joins the word before it (addressLine1 is
     # address_line1), the way the renderer camelizes it: what the API returns, it accepts.
     "JSON_UNDERSCOREIZE": {
-        "ignore_fields": ("details",),
+        "ignore_fields": ("details", "amount_tolerances"),
         "ignore_keys": ("_links",),
         "no_underscore_before_number": True,
     },
+}
+
+# Requests per caller ("<n>/second|minute|hour|day", or "off"); see core/api/throttles.py.
+API_THROTTLE_RATES = {
+    "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
+    "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+    "webhook": env.str("API_THROTTLE_WEBHOOK", default="1200/minute"),
+}
+# Throttle counts (and anything else cached) are shared by every web process through Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+    }
 }
 
 SPECTACULAR_SETTINGS = {
@@ -174,6 +206,7 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "billing.lifecycle.SubscriptionStatus",
         "CancellationSourceEnum": "billing.lifecycle.CancellationSource",
         "BillingPeriodTypeEnum": "consolidation.lifecycle.PeriodType",
+        "RoleEnum": "core.roles.Role",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,

@@ -38,3 +38,8 @@ from config.settings import *  # noqa: E402,F403
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+
+# Throttles stay on, at rates the suite never reaches by accident; tests/core/test_throttling.py
+# lowers them to show they work. Counts in this process's memory, never in a shared Redis.
+API_THROTTLE_RATES = {"anon": "100000/minute", "user": "100000/minute", "webhook": "100000/minute"}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -15,17 +15,29 @@ from consolidation.models import (
     ConsolidationSettings,
     CustomerBillingPeriod,
 )
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
+from core import roles
+from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from core.errors import ApplicationError
 from reconciliation.models import BankEntry, MatchStatus
 
 
 @admin.register(ConsolidationSettings)
-class ConsolidationSettingsAdmin(admin.ModelAdmin):
+class ConsolidationSettingsAdmin(TenantScopedAdmin):
     list_display = ["tenant", "number_prefix", "final_invoice_on_disable"]
+    fields = ["tenant", "number_prefix", "final_invoice_on_disable"]
+    view_permission = change_permission = roles.SETTINGS_MANAGE
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(tenant__in=user_tenants(request.user))
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        saved = services.consolidation_settings_update(
+            tenant=obj.tenant,
+            actor=Actor.for_user(request.user),
+            number_prefix=form.cleaned_data["number_prefix"],
+            final_invoice_on_disable=form.cleaned_data["final_invoice_on_disable"],
+        )
+        obj.pk = saved.pk
 
 
 @admin.register(CustomerBillingPeriod)
@@ -37,6 +49,7 @@ class CustomerBillingPeriodAdmin(TenantScopedAdmin):
     search_fields = ["customer__name", "customer__external_ref"]
     fields = ["tenant", "customer", "enabled", "period_type", "start_day", "kyc_status"]
     actions = ["generate_now"]
+    change_permission = roles.CONSOLIDATION_MANAGE
 
     def save_model(self, request, obj, form, change):
         saved = services.customer_billing_period_update(
@@ -55,7 +68,7 @@ class CustomerBillingPeriodAdmin(TenantScopedAdmin):
         _run(
             self,
             request,
-            queryset.select_related("customer__tenant"),
+            self.permitted(request, queryset, roles.CONSOLIDATION_MANAGE).select_related("customer__tenant"),
             lambda row: services.consolidated_generate(customer=row.customer, actor=actor, user=request.user),
         )
 
@@ -69,6 +82,9 @@ class LineInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the consolidated invoice's page itself is allowed by the roles table
 
 
 @admin.register(ConsolidatedInvoice)
@@ -87,7 +103,7 @@ class ConsolidatedInvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         ci = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if ci is not None and ci.status in (ConsolidatedStatus.PENDING, ConsolidatedStatus.OVERDUE):
-            extra["can_settle"] = request.user.has_perm("reconciliation.change_bankentry")
+            extra["can_settle"] = self.may(request, roles.RECONCILIATION_MATCH, ci)
             extra["settle_url"] = reverse("admin:consolidation_consolidatedinvoice_settle", args=[ci.pk])
             extra["bank_entries"] = BankEntry.objects.filter(
                 tenant_id=ci.tenant_id, currency=ci.currency, match_status=MatchStatus.UNMATCHED
@@ -112,11 +128,10 @@ class ConsolidatedInvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         whoever may match bank entries by hand."""
         ci = get_object_or_404(self.get_queryset(request), pk=pk)
         back = redirect(reverse("admin:consolidation_consolidatedinvoice_change", args=[ci.pk]))
-        if request.method != "POST" or not request.user.has_perm("reconciliation.change_bankentry"):
+        if request.method != "POST" or not self.may(request, roles.RECONCILIATION_MATCH, ci):
             return back
-        tenants = user_tenants(request.user)
-        entry = BankEntry.objects.filter(pk=_id(request.POST.get("bank_entry")), tenant__in=tenants).first()
-        payment = Payment.objects.filter(pk=_id(request.POST.get("payment")), tenant__in=tenants).first()
+        entry = BankEntry.objects.filter(pk=_id(request.POST.get("bank_entry")), tenant_id=ci.tenant_id).first()
+        payment = Payment.objects.filter(pk=_id(request.POST.get("payment")), tenant_id=ci.tenant_id).first()
         try:
             services.consolidated_invoice_settle(
                 consolidated_invoice=ci,

@@ -105,6 +105,7 @@ class SettleSerializer(StrictSerializer):
 
 
 class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    required_permissions = {"read": "books.view", "generate": "consolidation.manage", "settle": "reconciliation.match"}
     queryset = ConsolidatedInvoice.objects.select_related("customer").prefetch_related("lines")
     serializer_class = ConsolidatedInvoiceSerializer
     filterset_class = ConsolidatedInvoiceFilter
@@ -147,12 +148,14 @@ class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixi
 
 
 class SchedulerStatusView(APIView):
+    required_permissions = "books.view"
     @extend_schema(operation_id="consolidation_scheduler_status", responses={200: dict})
     def get(self, request):
         return Response(selectors.scheduler_status(tenant=request.tenant))
 
 
 class SchedulerTriggerView(APIView):
+    required_permissions = "consolidation.manage"
     @extend_schema(operation_id="consolidation_scheduler_trigger", request=None, responses={202: dict})
     def post(self, request):
         """Start today's consolidation journey for the caller's tenant now."""
@@ -173,6 +176,8 @@ class CustomerSettingsSerializer(StrictSerializer):
 
 class CustomerSettingsView(APIView):
     """A customer's consolidation settings (kept beside the customer, in consolidation)."""
+
+    required_permissions = {"read": "books.view", "write": "consolidation.manage"}
 
     def _customer(self, request, customer_id: int) -> Customer:
         customer = Customer.objects.filter(tenant=request.tenant, pk=customer_id).first()

@@ -31,7 +31,12 @@ from consolidation.lifecycle import (
     KycStatus,
     PeriodType,
 )
-from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
+from consolidation.models import (
+    ConsolidatedInvoice,
+    ConsolidatedInvoiceLine,
+    ConsolidationSettings,
+    CustomerBillingPeriod,
+)
 from consolidation.periods import PeriodOutOfRange, period_containing, start_day_range
 from consolidation.selectors import JOURNEY_NAME, Target
 from core.errors import ApplicationError, Conflict, ValidationFailed
@@ -66,6 +71,25 @@ class NoInvoicesInPeriod(ApplicationError):
     status = 422
     code = "no-invoices-in-period"
     title = "No invoices to consolidate"
+
+
+# --- Tenant settings -----------------------------------------------------------------------------
+def consolidation_settings_update(
+    *, tenant: Tenant, actor: Actor, number_prefix: str | None = None, final_invoice_on_disable: bool | None = None
+) -> ConsolidationSettings:
+    """A tenant's consolidation settings (a prefix of 1–16 letters, digits or dashes); audited."""
+    if number_prefix is not None and not (
+        0 < len(number_prefix) <= 16 and all(c.isascii() and (c.isalnum() or c == "-") for c in number_prefix)
+    ):
+        raise ValidationFailed("The number prefix is 1 to 16 letters, digits or dashes.", field="numberPrefix")
+    with audited(actor=actor, reason="consolidation settings changed"):
+        found, _ = ConsolidationSettings.objects.select_for_update().get_or_create(tenant=tenant)
+        if number_prefix is not None:
+            found.number_prefix = number_prefix
+        if final_invoice_on_disable is not None:
+            found.final_invoice_on_disable = final_invoice_on_disable
+        found.save()
+    return found
 
 
 # --- Customer settings ---------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Two tenants, three customers each, with subscriptions (one cancelled), charges (flight-style ones
 whose details hold aircraft, route, FIRs and countries) and invoices in every early state:
-draft, payment_due, overdue and cancelled. Each tenant also gets an integration user with a REST
-API token.
+draft, payment_due, overdue and cancelled. Each tenant also gets one user per role
+(`acme-viewer`, `acme-operator`, `acme-approver`, `acme-integration`, `acme-admin`, and the same for
+`globex`), each a member of its tenant with that role and a REST API token.
 
 Idempotent: tenants are keyed on their slug, customers on their external_ref, and a customer that
 exists is left alone with everything hanging off it, so a second run creates nothing.
@@ -21,14 +22,22 @@ from django.utils import timezone
 
 from audit.actors import Actor
 from billing import services as billing
-from billing.models import Customer, Membership, Tenant
+from billing.models import Customer, Tenant
+from core.roles import Role
 from core.timezones import business_today
 from invoicing import services as invoicing
 
 log = structlog.get_logger(__name__)
 
 ACTOR = Actor.system("seed_demo")
-INTEGRATION_GROUP = "integration"
+# Each demo tenant's users: `<slug>-<suffix>` holds the role (and only it).
+DEMO_USERS = (
+    ("viewer", Role.VIEWER),
+    ("operator", Role.FINANCE_OPERATOR),
+    ("approver", Role.FINANCE_APPROVER),
+    ("integration", Role.INTEGRATION),
+    ("admin", Role.TENANT_ADMIN),
+)
 
 DRAFT, PAYMENT_DUE, OVERDUE, CANCELLED = "draft", "payment_due", "overdue", "cancelled"
 
@@ -335,9 +344,10 @@ DEMO_TENANT_SLUGS: tuple[str, ...] = tuple(spec.slug for spec in DEMO_TENANTS)
 
 
 @dataclass(frozen=True, slots=True)
-class IntegrationToken:
+class DemoToken:
     tenant_slug: str
     username: str
+    role: str
     token: str
 
 
@@ -347,7 +357,7 @@ class SeedReport:
     customers_created: int = 0
     customers_existing: int = 0
     invoices_created: int = 0
-    tokens: list[IntegrationToken] = field(default_factory=list)
+    tokens: list[DemoToken] = field(default_factory=list)
 
     @property
     def created_anything(self) -> bool:
@@ -355,7 +365,7 @@ class SeedReport:
 
 
 def demo_seed() -> SeedReport:
-    """The demo tenants, customers and integration users exist; what already exists is left alone."""
+    """The demo tenants, customers and role users exist; what already exists is left alone."""
     report = SeedReport()
     for spec in DEMO_TENANTS:
         tenant, created = Tenant.objects.get_or_create(
@@ -378,7 +388,7 @@ def demo_seed() -> SeedReport:
                     tenant=tenant, spec=customer_spec, currency=spec.currency
                 )
             report.customers_created += 1
-        report.tokens.append(_ensure_integration_user(tenant))
+        report.tokens.extend(_ensure_role_user(tenant, suffix, role) for suffix, role in DEMO_USERS)
     log.info(
         "demo.seeded",
         tenants_created=report.tenants_created,
@@ -463,13 +473,12 @@ def _seed_customer(*, tenant: Tenant, spec: DemoCustomer, currency: str) -> int:
     return len(spec.invoices)
 
 
-def _ensure_integration_user(tenant: Tenant) -> IntegrationToken:
-    """The tenant's integration user: a member of the tenant, in group `integration`, with a token."""
+def _ensure_role_user(tenant: Tenant, suffix: str, role: str) -> DemoToken:
+    """`<slug>-<suffix>`: a member of the tenant holding `role` (through the membership service), with a token."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
     from rest_framework.authtoken.models import Token
 
-    username = f"{tenant.slug}-integration"
+    username = f"{tenant.slug}-{suffix}"
     with transaction.atomic():
         user, created = get_user_model().objects.get_or_create(
             username=username, defaults={"email": f"{username}@ledgerflow.localhost"}
@@ -478,7 +487,19 @@ def _ensure_integration_user(tenant: Tenant) -> IntegrationToken:
             # Talks to the API with its token only: no password login.
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        user.groups.add(Group.objects.get(name=INTEGRATION_GROUP))
-        Membership.objects.get_or_create(tenant=tenant, user=user)
+        billing.membership_create(tenant=tenant, user=user, roles=[role], actor=ACTOR)
         token, _ = Token.objects.get_or_create(user=user)
-    return IntegrationToken(tenant_slug=tenant.slug, username=username, token=token.key)
+    return DemoToken(tenant_slug=tenant.slug, username=username, role=role, token=token.key)
+
+
+def demo_tokens() -> dict[str, dict[str, str]]:
+    """{tenant slug: {role: token}} of the demo users that exist (for scripts: `demo_tokens --json`)."""
+    from rest_framework.authtoken.models import Token
+
+    found: dict[str, dict[str, str]] = {}
+    for spec in DEMO_TENANTS:
+        for suffix, role in DEMO_USERS:
+            token = Token.objects.filter(user__username=f"{spec.slug}-{suffix}").values_list("key", flat=True).first()
+            if token:
+                found.setdefault(spec.slug, {})[str(role)] = token
+    return found

@@ -58,3 +58,18 @@ class IdempotencyKeyReused(ApplicationError):
     status = 422
     code = "idempotency-key-reused"
     title = "Idempotency key reused with a different request"
+
+
+class PermissionMissing(ApplicationError):
+    """The caller's roles in the tenant do not grant the permission the operation needs."""
+
+    status = 403
+    code = "permission-missing"
+    title = "Permission missing"
+
+    def __init__(self, permission: str, *, detail: str | None = None):
+        super().__init__(
+            detail or f"This needs the permission {permission!r}, which none of your roles in this tenant grants.",
+            extra={"permission": permission},
+        )
+        self.permission = permission

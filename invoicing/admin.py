@@ -3,6 +3,7 @@ from django.urls import reverse
 
 from audit.actors import Actor
 from billing.admin import _run
+from core import roles
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from invoicing import services, workflows
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, InvoiceNumberSequence, TaxItem
@@ -17,6 +18,9 @@ class _ReadOnlyInline(admin.TabularInline):
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the invoice's page itself is allowed by the roles table (InvoiceAdmin)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -77,7 +81,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     actions = ["issue", "cancel"]
 
     def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("invoicing.change_invoice")
+        return self.may(request, roles.INVOICES_MANAGE, obj)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
@@ -85,6 +89,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.action(description="Issue selected drafts (number and send)")
     def issue(self, request, queryset):
         actor = Actor.for_user(request.user)
+        queryset = self.permitted(request, queryset, roles.INVOICES_MANAGE)
         _run(self, request, queryset, lambda i: services.invoice_issue(invoice=i, actor=actor))
 
     @admin.action(description="Cancel selected invoices")
@@ -93,7 +98,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         _run(
             self,
             request,
-            queryset,
+            self.permitted(request, queryset, roles.INVOICES_MANAGE),
             lambda i: services.invoice_cancel(invoice=i, actor=actor, reason="cancelled in the admin"),
         )
 

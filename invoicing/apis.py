@@ -160,6 +160,7 @@ class InvoiceFilter(django_filters.FilterSet):
 class InvoiceViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "invoices.manage"}
     queryset = Invoice.objects.prefetch_related("items", "tax_items")
     serializer_class = InvoiceSerializer
     filterset_class = InvoiceFilter

@@ -55,6 +55,7 @@ class MonthlyInvoicingConfigSerializer(serializers.Serializer):
 
 
 class MonthlyInvoicingBatchStartView(APIView):
+    required_permissions = "journeys.start"
     @extend_schema(operation_id="monthlyInvoicingBatch_start", request=MonthlyInvoicingConfigSerializer, responses={200: dict})
     def post(self, request):
         body = MonthlyInvoicingConfigSerializer(data=request.data, context={"request": request})

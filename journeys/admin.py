@@ -135,10 +135,6 @@ class PendingApprovalAdmin(_TimelineMixin, ReadOnlyAdminMixin, TenantScopedAdmin
     list_select_related = ["tenant", "started_by"]
     list_display_links = None
 
-    # A proxy's own view permission is held by nobody: whoever may see runs sees the queue.
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("journeys.view_journeyrun")
-
     def get_queryset(self, request):
         return super().get_queryset(request).filter(phase=Phase.RUNNING, waiting_for=WaitKind.APPROVAL)
 
@@ -336,5 +332,6 @@ class ApprovalPolicyForm(forms.ModelForm):
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(TenantScopedAdmin):
     form = ApprovalPolicyForm
+    change_permission = delete_permission = "settings.manage"
     list_display = ["journey_name", "tenant", "mode", "threshold_amount", "threshold_currency"]
     list_filter = ["journey_name", "mode", "tenant"]

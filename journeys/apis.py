@@ -34,6 +34,7 @@ def get_run(request, journey_id: str) -> JourneyRun:
 
 
 class JourneyStatusView(APIView):
+    required_permissions = "books.view"
     @extend_schema(operation_id="journeys_status", responses={200: dict})
     def get(self, request, journey_id: str):
         return Response(selectors.run_status(get_run(request, journey_id)))
@@ -41,6 +42,7 @@ class JourneyStatusView(APIView):
 
 class JourneyResultView(APIView):
     problem_statuses = (409,)  # NotTerminal: the journey is still running
+    required_permissions = "books.view"
 
     @extend_schema(operation_id="journeys_result", responses={200: dict})
     def get(self, request, journey_id: str):
@@ -60,6 +62,11 @@ class CancelSerializer(StrictSerializer):
 
 
 class JourneyStepView(APIView):
+    def required_permission(self, request) -> str:
+        # The step "cancel" stops the run (who starts journeys); any other step is an approval decision.
+        step = self.kwargs.get("step_id", self.kwargs.get("stepId"))
+        return "journeys.start" if step == "cancel" else "journeys.decide"
+
     @extend_schema(operation_id="journeys_step", request=ApprovalDecisionSerializer, responses={200: dict})
     def post(self, request, journey_id: str, step_id: str):
         run = get_run(request, journey_id)
@@ -96,6 +103,7 @@ def _encode_token(last_id: int) -> str:
 
 
 class JourneyListView(APIView):
+    required_permissions = "books.view"
     @extend_schema(
         operation_id="journeys_list",
         parameters=[

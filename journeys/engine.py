@@ -442,12 +442,10 @@ def _step_failed(
 
 # --- Approvals -----------------------------------------------------------------------------------
 def _is_approver(user, tenant) -> bool:
-    return (
-        user is not None
-        and user.is_active
-        and user.has_perm("journeys.approve_run")
-        and (user.is_superuser or user.memberships.filter(tenant=tenant).exists())
-    )
+    # The one spot that asks who may decide: the roles table outside the kernel (core.roles.may).
+    from core.roles import may
+
+    return user is not None and may(user, tenant.id, "journeys.decide")
 
 
 def run_decide(
@@ -455,7 +453,7 @@ def run_decide(
 ) -> JourneyRun:
     """Record the one decision of an approval step and continue the run.
 
-    The decider holds journeys.approve_run in the run's tenant and did not start the run.
+    The decider holds journeys.decide in the run's tenant and did not start the run.
     A second or concurrent decision answers 409.
     """
     if decision not in JourneyApproval.Decision.values:
@@ -465,7 +463,9 @@ def run_decide(
     if state is None:
         raise NotFound(f"Journey {run.journey_name} has no step {step_id!r}.")
     if not _is_approver(user, run.tenant):
-        raise PermissionDenied("Approving needs the finance-approver role in this tenant.")
+        raise PermissionDenied(
+            "Approving needs the finance-approver role in this tenant.", extra={"permission": "journeys.decide"}
+        )
     with audited(actor=actor, reason=f"{step_id}: {decision}"):
         locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
         if locked.phase != Phase.RUNNING or locked.current_state != state.id:

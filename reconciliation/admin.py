@@ -11,7 +11,8 @@ from django.urls import path, reverse
 
 from audit.actors import Actor
 from billing.models import Payment
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
+from core import roles
+from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from core.errors import ApplicationError
 from core.money import parse_plain
 from invoicing.models import Invoice
@@ -34,17 +35,35 @@ class CsvProfileInline(admin.StackedInline):
     extra = 0
     max_num = 1
 
+    # The bank account's page decides (obj is the account): the roles table, not Django's model perms.
+    def _may(self, request, obj, permission):
+        return request.user.is_superuser or (obj is None or roles.may(request.user, obj.tenant_id, permission))
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, obj, roles.BOOKS_VIEW)
+
+    def has_add_permission(self, request, obj=None):
+        return self._may(request, obj, roles.STATEMENTS_IMPORT)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request, obj, roles.STATEMENTS_IMPORT)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may(request, obj, roles.STATEMENTS_IMPORT)
+
 
 @admin.register(BankAccount)
 class BankAccountAdmin(TenantScopedAdmin):
     list_display = ["name", "iban", "currency", "tenant"]
     list_filter = ["tenant", "currency"]
     inlines = [CsvProfileInline]
+    change_permission = roles.STATEMENTS_IMPORT
 
 
 @admin.register(CsvProfile)
 class CsvProfileAdmin(TenantScopedAdmin):
     tenant_field = "bank_account__tenant"
+    change_permission = roles.STATEMENTS_IMPORT
     list_display = ["bank_account", "delimiter", "date_format", "decimal_separator"]
 
 
@@ -84,6 +103,7 @@ class ReconciliationSettingsForm(forms.ModelForm):
 class ReconciliationSettingsAdmin(TenantScopedAdmin):
     list_display = ["tenant", "rules", "amount_tolerances", "bank_entry_grace_days"]
     form = ReconciliationSettingsForm
+    view_permission = change_permission = roles.SETTINGS_MANAGE
 
     def save_model(self, request, obj, form, change):
         actor = Actor.for_user(request.user)
@@ -137,6 +157,7 @@ class BankStatementAdmin(TenantScopedAdmin):
     ]
     list_filter = ["tenant", "format"]
     form = StatementUploadForm
+    change_permission = roles.STATEMENTS_IMPORT  # adds (uploads); a statement is never changed
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -172,17 +193,14 @@ class BankEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     search_fields = ["reference", "remittance_text", "counterparty_name", "bank_transaction_id"]
     change_form_template = "admin/reconciliation/bankentry/change_form.html"
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("reconciliation.view_bankentry")
-
     def change_view(self, request, object_id, form_url="", extra_context=None):
         entry = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if entry is not None:
             extra["candidates"] = selectors.candidates_for_entry(entry=entry)
             extra["entry"] = entry
-            extra["can_match"] = entry.match_status != MatchStatus.RECONCILED and request.user.has_perm(
-                "reconciliation.change_bankentry"
+            extra["can_match"] = entry.match_status != MatchStatus.RECONCILED and self.may(
+                request, roles.RECONCILIATION_MATCH, entry
             )
             extra["match_url"] = reverse("admin:reconciliation_bankentry_match", args=[entry.pk])
             extra["reconciliations"] = entry.reconciliations.all()
@@ -202,9 +220,9 @@ class BankEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         """POST from the side-by-side: match this entry to one invoice (and payment) by hand."""
         entry = get_object_or_404(self.get_queryset(request), pk=pk)
         back = redirect(reverse("admin:reconciliation_bankentry_change", args=[entry.pk]))
-        if request.method != "POST" or not request.user.has_perm("reconciliation.change_bankentry"):
+        if request.method != "POST" or not self.may(request, roles.RECONCILIATION_MATCH, entry):
             return back
-        tenants = user_tenants(request.user)
+        tenants = [entry.tenant_id]
         payment_id = request.POST.get("payment") or None
         if payment_id is None:
             # The same rule as the service (three-way): said before anything else is looked up.
@@ -269,7 +287,8 @@ class ReconciliationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = dict(extra_context or {})
         extra["unmatch_url"] = reverse("admin:reconciliation_reconciliation_unmatch", args=[object_id])
-        extra["can_unmatch"] = request.user.has_perm("reconciliation.change_reconciliation")
+        recon = self.get_object(request, object_id)
+        extra["can_unmatch"] = recon is not None and self.may(request, roles.RECONCILIATION_MATCH, recon)
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def get_urls(self):
@@ -284,7 +303,7 @@ class ReconciliationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 
     def unmatch_view(self, request, pk):
         recon = get_object_or_404(self.get_queryset(request), pk=pk)
-        if request.method == "POST" and request.user.has_perm("reconciliation.change_reconciliation"):
+        if request.method == "POST" and self.may(request, roles.RECONCILIATION_MATCH, recon):
             try:
                 services.reconciliation_unmatch(
                     reconciliation=recon,

@@ -79,6 +79,7 @@ class BankAccountSerializer(StrictModelSerializer):
 class BankAccountViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
 ):
+    required_permissions = {"read": "books.view", "write": "statements.import"}
     queryset = BankAccount.objects.all()
     serializer_class = BankAccountSerializer
 
@@ -130,6 +131,7 @@ class BankStatementFilter(django_filters.FilterSet):
 
 
 class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    required_permissions = {"read": "books.view", "write": "statements.import"}
     queryset = BankStatement.objects.all()
     serializer_class = BankStatementSerializer
     filterset_class = BankStatementFilter
@@ -210,6 +212,7 @@ class BankEntryFilter(django_filters.FilterSet):
 class BankEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Bank entries; `?matchStatus=unmatched` is the operator's queue."""
 
+    required_permissions = {"read": "books.view", "match": "reconciliation.match"}
     queryset = BankEntry.objects.all()
     serializer_class = BankEntrySerializer
     filterset_class = BankEntryFilter
@@ -257,6 +260,7 @@ class ReconciliationFilter(django_filters.FilterSet):
 
 
 class ReconciliationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    required_permissions = {"read": "books.view", "unmatch": "reconciliation.match"}
     queryset = Reconciliation.objects.all()
     serializer_class = ReconciliationSerializer
     filterset_class = ReconciliationFilter
@@ -276,6 +280,7 @@ class ReconciliationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Te
 class DiscrepancyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Open discrepancies: the reconciliations an operator has to look at."""
 
+    required_permissions = "books.view"
     queryset = Reconciliation.objects.filter(status=ReconciliationStatus.DISCREPANCY)
     serializer_class = ReconciliationSerializer
     filterset_class = ReconciliationFilter

@@ -1,6 +1,7 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reconciliation import apis
+from reconciliation import apis, settings_apis
 
 router = SimpleRouter(trailing_slash=False)
 router.register("bank-accounts", apis.BankAccountViewSet, basename="bank-account")
@@ -9,4 +10,7 @@ router.register("bank-entries", apis.BankEntryViewSet, basename="bank-entry")
 router.register("reconciliations", apis.ReconciliationViewSet, basename="reconciliation")
 router.register("discrepancies", apis.DiscrepancyViewSet, basename="discrepancy")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("settings/reconciliation", settings_apis.ReconciliationSettingsView.as_view(), name="settings-reconciliation"),
+    *router.urls,
+]

@@ -120,12 +120,17 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
 
 
 def grant_approver(user):
-    """Put `user` in finance-approver (recreated if a transactional test flushed the data migration's rows)."""
-    from django.contrib.auth.models import Group, Permission
+    """Give `user` the finance-approver role in each tenant they belong to (or, with no membership
+    yet, in the first one MembershipFactory gives them)."""
+    from billing.models import Membership
+    from billing.services import membership_grant_role
+    from core.roles import Role
 
-    group, _ = Group.objects.get_or_create(name="finance-approver")
-    group.permissions.add(Permission.objects.get(codename="approve_run", content_type__app_label="journeys"))
-    user.groups.add(group)
+    memberships = list(Membership.objects.filter(user=user))
+    for membership in memberships:
+        membership_grant_role(membership=membership, role=Role.FINANCE_APPROVER, actor=Actor.system("tests"))
+    if not memberships:
+        user.pending_test_roles = (Role.FINANCE_APPROVER,)
     return user
 
 

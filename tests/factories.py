@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from billing.models import Charge, Customer, Membership, Payment, Subscription, Tenant
+from core.roles import Role
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -26,12 +27,30 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
 
 
+# What a test member may do unless the test says otherwise: run the books and manage the tenant.
+# Deciding approvals is granted explicitly (tests.conftest.grant_approver), as the finance-approver
+# group was before roles; the role matrix (tests/core/test_roles.py) builds one member per role.
+DEFAULT_TEST_ROLES = (Role.FINANCE_OPERATOR, Role.TENANT_ADMIN)
+
+
 class MembershipFactory(factory.django.DjangoModelFactory):
+    """Through the membership service, like the admin and seed_demo."""
+
     class Meta:
         model = Membership
 
     tenant = factory.SubFactory(TenantFactory)
     user = factory.SubFactory(UserFactory)
+    roles = DEFAULT_TEST_ROLES
+
+    @classmethod
+    def _create(cls, model_class, *, tenant, user, roles):
+        from audit.actors import Actor
+        from billing.services import membership_create
+
+        # grant_approver() on a user with no membership yet: the role comes with their first one.
+        roles = [*roles, *getattr(user, "pending_test_roles", ())]
+        return membership_create(tenant=tenant, user=user, roles=roles, actor=Actor.system("tests"))
 
 
 class TokenFactory(factory.django.DjangoModelFactory):

@@ -28,7 +28,8 @@ class WriteOffSettingsForm(forms.ModelForm):
 @admin.register(WriteOffSettings)
 class WriteOffSettingsAdmin(TenantScopedAdmin):
     form = WriteOffSettingsForm
-    list_display = ["tenant", "provider", "zuora_base_url", "finance_emails", "webhook_url"]
+    list_display = ["tenant", "provider", "zuora_base_url", "finance_emails", "webhook_url", "secrets_changed_at"]
+    view_permission = change_permission = "settings.manage"
 
     def save_model(self, request, obj, form, change):
         fields = {name: value for name, value in form.cleaned_data.items() if name != "tenant"}

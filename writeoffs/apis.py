@@ -15,6 +15,7 @@ def csv_response(report) -> HttpResponse:
 
 
 class WriteOffReportView(APIView):
+    required_permissions = "books.view"
     @extend_schema(operation_id="writeoffs_report_csv", responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, journey_id: str):
         report = selectors.report_for_run(tenant=request.tenant, journey_id=journey_id)

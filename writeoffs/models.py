@@ -28,6 +28,8 @@ class WriteOffSettings(models.Model):
     webhook_url = models.URLField(blank=True)
     # HMAC-SHA256 key of the outgoing webhook's signature; never shown back.
     webhook_secret = models.CharField(max_length=200, blank=True)
+    # When a secret (Zuora client secret, webhook secret) last changed: audited, the values never are.
+    secrets_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "write-off settings"

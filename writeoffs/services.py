@@ -422,6 +422,8 @@ def writeoff_settings_save(*, tenant: Tenant, actor: Actor, **fields) -> WriteOf
         for name, value in fields.items():
             if name in SECRET_FIELDS and not value:
                 continue
+            if name in SECRET_FIELDS and value != getattr(config, name):
+                config.secrets_changed_at = timezone.now()
             setattr(config, name, value)
         if config.provider == Provider.ZUORA and not (config.zuora_base_url and config.zuora_client_id and config.zuora_client_secret):
             from core.errors import ValidationFailed

@@ -1,11 +1,16 @@
 """The setup commands `make run` relies on are idempotent."""
 
+import json
+from io import StringIO
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
-from billing.models import Customer, Tenant
+from billing.models import Customer, Membership, Tenant
 from core import demo, setup_services
+from core.roles import Role
 from invoicing.models import Invoice
 
 
@@ -20,6 +25,25 @@ def test_seed_demo_twice_creates_nothing_new(django_capture_on_commit_callbacks)
     assert (Tenant.objects.count(), Customer.objects.count(), Invoice.objects.count()) == counts
     assert {t.token for t in first.tokens} == {t.token for t in second.tokens}
     assert set(Invoice.objects.values_list("status", flat=True)) >= {"draft", "payment_due", "overdue", "cancelled"}
+
+
+@pytest.mark.django_db
+def test_seed_demo_gives_each_tenant_one_user_per_role_and_demo_tokens_prints_them(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        demo.demo_seed()
+    out = StringIO()
+
+    call_command("demo_tokens", "--json", stdout=out)
+
+    tokens = json.loads(out.getvalue())
+    assert set(tokens) == {"acme", "globex"}
+    for slug, by_role in tokens.items():
+        assert set(by_role) == set(Role.values)
+        for role, key in by_role.items():
+            membership = Membership.objects.get(user__auth_token__key=key)
+            assert (membership.tenant.slug, membership.roles) == (slug, [role])
+    assert Membership.objects.get(user__username="acme-approver").roles == ["finance-approver"]
+    assert Membership.objects.get(user__username="globex-admin").roles == ["tenant-admin"]
 
 
 @pytest.mark.django_db

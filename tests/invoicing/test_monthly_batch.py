@@ -255,6 +255,7 @@ def test_other_tenants_runs_are_404(tenant_a, tenant_b, books, django_capture_on
     with django_capture_on_commit_callbacks(execute=False):
         run = _scheduled_run(tenant_a.tenant, tenant_a.user)
     other = tenant_b.client
+    grant_approver(tenant_b.user)  # may decide in its own tenant: still nothing of acme's exists for it
 
     assert other.get(f"/api/v1/journeys/{run.journey_id}").status_code == 404
     assert other.get(f"/api/v1/journeys/{run.journey_id}/result").status_code == 404

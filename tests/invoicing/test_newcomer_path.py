@@ -11,7 +11,6 @@ NOTHING_TO_BILL without asking anyone to approve an empty batch.
 from __future__ import annotations
 
 import email
-import importlib
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -22,16 +21,16 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core.demo import demo_tokens
 from invoicing.models import Invoice
 from journeys.models import JourneyApproval, JourneyRun
 from tests.conftest import (
-    grant_approver,
     subprocess_env,
     suite_database_url,
     terminate_other_sessions,
     wait_for,
 )
-from tests.factories import MembershipFactory, TokenFactory, UserFactory
+from tests.factories import TokenFactory
 from tests.stack import CeleryProcesses, PrivateRedis, free_port, publishing_to
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -89,22 +88,6 @@ def stack(tmp_path, settings):
         terminate_other_sessions()
 
 
-def _ensure_roles() -> None:
-    """The roles core's data migration creates, again if an earlier transactional test flushed them
-    (seed_demo puts its integration users in `integration`)."""
-    from django.contrib.auth.models import Group, Permission
-
-    roles = importlib.import_module("core.migrations.0002_groups").ROLES
-    for name, grants in roles.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        perms = list(Permission.objects.filter(codename__startswith="view_", content_type__app_label__in=grants["view"]))
-        for verb in ("add", "change"):
-            for target in grants[verb]:
-                app_label, model = target.split(".")
-                perms += Permission.objects.filter(content_type__app_label=app_label, codename=f"{verb}_{model}")
-        group.permissions.add(*perms)
-
-
 def _client(token: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
@@ -120,10 +103,10 @@ def _run(processes, predicate, what: str, timeout: float = 40):
 
 def test_demo_batch_is_approved_and_emailed_once_each_and_the_next_occurrence_has_nothing_to_bill(stack):
     processes, sink = stack
-    # given the shipped demo data, with its integration user's token, and beat and a worker running
-    _ensure_roles()
+    # given the shipped demo data, with its operator's and approver's tokens, and beat and a worker running
     call_command("seed_demo")
-    integration = TokenFactory._meta.model.objects.get(user__username="acme-integration")
+    tokens = demo_tokens()["acme"]
+    operator, approver_token = tokens["finance-operator"], tokens["finance-approver"]
     demo_issued = Invoice.objects.exclude(status__in=["draft", "cancelled"]).count()
     processes.worker()
     processes.beat()
@@ -134,7 +117,7 @@ def test_demo_batch_is_approved_and_emailed_once_each_and_the_next_occurrence_ha
         "tenantId": "acme", "batchId": "main", "firstRunAt": first_run_at.isoformat(),
         "interval": f"PT{INTERVAL_SECONDS}S", "maxRuns": 2, "gracePeriodDuration": "P7D", "reminderGapDuration": "P7D",
     }
-    configured = _client(integration.key).post(START, body, format="json")
+    configured = _client(operator).post(START, body, format="json")
     assert configured.status_code == 200, configured.json()
 
     # then beat starts the first occurrence and the worker drafts it up to the approval pause
@@ -146,17 +129,16 @@ def test_demo_batch_is_approved_and_emailed_once_each_and_the_next_occurrence_ha
     drafted = Invoice.objects.filter(batch_run=run)
     rows = drafted.count()
     assert rows > 0
-    status = _client(integration.key).get(f"/api/v1/journeys/{run.journey_id}").json()
+    status = _client(operator).get(f"/api/v1/journeys/{run.journey_id}").json()
     assert status["approvalSummary"]["invoiceCount"] == rows
 
-    # when an approver who did not start the run approves it
-    approver = grant_approver(UserFactory())
-    MembershipFactory(tenant=run.tenant, user=approver)
-    decided = _client(TokenFactory(user=approver).key).post(
-        f"/api/v1/journeys/{run.journey_id}/steps/approveInvoiceBatch", {"decision": "APPROVED"}, format="json"
-    )
+    # when the demo's approver, who did not start the run, approves it (its operator may not)
+    step = f"/api/v1/journeys/{run.journey_id}/steps/approveInvoiceBatch"
+    refused = _client(operator).post(step, {"decision": "APPROVED"}, format="json")
+    assert (refused.status_code, refused.json()["permission"]) == (403, "journeys.decide")
+    decided = _client(approver_token).post(step, {"decision": "APPROVED"}, format="json")
     assert decided.status_code == 200, decided.json()
-    assert run.started_by_id != approver.pk
+    assert run.started_by_id != TokenFactory._meta.model.objects.get(key=approver_token).user_id
 
     # then every drafted invoice is emailed exactly once and the run's counts are the rows'
     _run(processes, lambda: JourneyRun.objects.filter(pk=run.pk, current_state="waitBeforeFirstReminder").exists(),
@@ -182,7 +164,7 @@ def test_demo_batch_is_approved_and_emailed_once_each_and_the_next_occurrence_ha
     assert second.context["billingPeriod"] == run.context["billingPeriod"]
     assert not JourneyApproval.objects.filter(run=second).exists()
     assert not Invoice.objects.filter(batch_run=second).exists()
-    result = _client(integration.key).get(f"/api/v1/journeys/{run.parent.journey_id}/result").json()
+    result = _client(operator).get(f"/api/v1/journeys/{run.parent.journey_id}/result").json()
     assert result["output"]["lastRun"]["status"] == "NOTHING_TO_BILL"
     # nothing more was emailed: the demo's own invoices and the batch's, each once
     assert len(sink.snapshot()) == demo_issued + rows

@@ -3,8 +3,6 @@
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from django.contrib.auth.models import Group
-
 from audit.actors import Actor
 from journeys import engine, scheduling
 from journeys.models import JourneyRun
@@ -49,6 +47,5 @@ def waiting_monthly_batch(tenant, preparer) -> JourneyRun:
 
 def staff(tenant, *, group: str, approver: bool = False):
     user = UserFactory(is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    MembershipFactory(tenant=tenant, user=user)
+    MembershipFactory(tenant=tenant, user=user, roles=[group])
     return grant_approver(user) if approver else user

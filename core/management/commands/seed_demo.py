@@ -4,7 +4,7 @@ from core.demo import demo_seed
 
 
 class Command(BaseCommand):
-    help = "Load the demo tenants, customers, invoices and integration users; a second run creates nothing."
+    help = "Load the demo tenants, customers, invoices and one user per role; a second run creates nothing."
 
     def handle(self, *args, **options):
         report = demo_seed()
@@ -12,6 +12,6 @@ class Command(BaseCommand):
             f"Demo data: {report.tenants_created} tenants, {report.customers_created} customers and "
             f"{report.invoices_created} invoices created; {report.customers_existing} customers already there."
         )
-        self.stdout.write("Integration API tokens (send as 'Authorization: Token <token>'):")
+        self.stdout.write("Demo API tokens, one user per role (send as 'Authorization: Token <token>'):")
         for entry in report.tokens:
-            self.stdout.write(f"  {entry.tenant_slug:<8} {entry.username:<22} {entry.token}")
+            self.stdout.write(f"  {entry.tenant_slug:<8} {entry.username:<20} {entry.role:<17} {entry.token}")

@@ -1,0 +1,199 @@
+"""Tenant-admin API of billing: the tenant's memberships and roles, and its payment rails' webhook
+settings. Secrets are write-only: answers say whether one is set and when it last changed."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.actors import Actor
+from billing import services, webhooks
+from billing.models import Membership, PaymentProvider
+from core.api.serializers import StrictSerializer
+from core.errors import NotFound
+from core.roles import Role, permissions_of
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    permissions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "roles", "permissions", "created_at"]
+        read_only_fields = fields
+
+    def get_permissions(self, membership) -> list[str]:
+        return sorted(permissions_of(membership.roles))
+
+
+class MembershipCreateSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=150)
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices), allow_empty=True, default=list)
+
+
+class RoleSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+def _membership(request, membership_id) -> Membership:
+    found = Membership.objects.select_related("user").filter(tenant=request.tenant, pk=membership_id).first()
+    if found is None:
+        raise NotFound("No such membership.")
+    return found
+
+
+class MembershipListView(APIView):
+    required_permissions = "memberships.manage"
+
+    @extend_schema(operation_id="memberships_list", responses={200: MembershipSerializer(many=True)})
+    def get(self, request):
+        rows = Membership.objects.select_related("user").filter(tenant=request.tenant).order_by("id")
+        return Response(MembershipSerializer(rows, many=True).data)
+
+    @extend_schema(operation_id="memberships_create", request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    def post(self, request):
+        """Put an existing user in the tenant with roles (an existing membership gains them)."""
+        body = MembershipCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = get_user_model().objects.filter(username=body.validated_data["username"], is_active=True).first()
+        if user is None:
+            raise NotFound("No such user.")
+        membership = services.membership_create(
+            tenant=request.tenant, user=user, roles=body.validated_data["roles"], actor=Actor.for_request(request)
+        )
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MembershipRolesView(APIView):
+    required_permissions = "memberships.manage"
+
+    @extend_schema(operation_id="memberships_grant_role", request=RoleSerializer, responses={200: MembershipSerializer})
+    def post(self, request, membership_id: int):
+        body = RoleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership = services.membership_grant_role(
+            membership=_membership(request, membership_id), role=body.validated_data["role"], actor=Actor.for_request(request)
+        )
+        return Response(MembershipSerializer(membership).data)
+
+
+class MembershipRoleView(APIView):
+    required_permissions = "memberships.manage"
+
+    @extend_schema(operation_id="memberships_revoke_role", responses={200: MembershipSerializer})
+    def delete(self, request, membership_id: int, role: str):
+        """Take a role away; the tenant's last tenant-admin keeps it (409 last-tenant-admin)."""
+        membership = services.membership_revoke_role(
+            membership=_membership(request, membership_id), role=role, actor=Actor.for_request(request)
+        )
+        return Response(MembershipSerializer(membership).data)
+
+
+# --- Payment rails ---------------------------------------------------------------------------------
+class PaymentProviderSerializer(serializers.ModelSerializer):
+    has_secret = serializers.SerializerMethodField()
+    has_previous_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PaymentProvider
+        fields = ["slug", "name", "is_active", "has_secret", "has_previous_secret", "secret_rotated_at", "created_at"]
+        read_only_fields = fields
+
+    def get_has_secret(self, provider) -> bool:
+        return bool(provider.signing_secret)
+
+    def get_has_previous_secret(self, provider) -> bool:
+        return bool(provider.previous_signing_secret)
+
+
+class PaymentProviderCreateSerializer(StrictSerializer):
+    slug = serializers.SlugField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    signing_secret = serializers.CharField(max_length=200, write_only=True)
+    is_active = serializers.BooleanField(default=True)
+
+
+class PaymentProviderUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class SecretSerializer(StrictSerializer):
+    signing_secret = serializers.CharField(max_length=200, write_only=True)
+
+
+def _provider(request, slug: str) -> PaymentProvider:
+    found = PaymentProvider.objects.filter(tenant=request.tenant, slug=slug).first()
+    if found is None:
+        raise NotFound("No such payment provider.")
+    return found
+
+
+class PaymentProviderListView(APIView):
+    required_permissions = "settings.manage"
+
+    @extend_schema(operation_id="settings_payment_providers_list", responses={200: PaymentProviderSerializer(many=True)})
+    def get(self, request):
+        rows = PaymentProvider.objects.filter(tenant=request.tenant)
+        return Response(PaymentProviderSerializer(rows, many=True).data)
+
+    @extend_schema(
+        operation_id="settings_payment_providers_create",
+        request=PaymentProviderCreateSerializer,
+        responses={201: PaymentProviderSerializer},
+    )
+    def post(self, request):
+        body = PaymentProviderCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        provider = webhooks.payment_provider_create(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
+        return Response(PaymentProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
+
+
+class PaymentProviderView(APIView):
+    required_permissions = "settings.manage"
+
+    @extend_schema(operation_id="settings_payment_provider", responses={200: PaymentProviderSerializer})
+    def get(self, request, slug: str):
+        return Response(PaymentProviderSerializer(_provider(request, slug)).data)
+
+    @extend_schema(
+        operation_id="settings_payment_provider_update",
+        request=PaymentProviderUpdateSerializer,
+        responses={200: PaymentProviderSerializer},
+    )
+    def patch(self, request, slug: str):
+        provider = _provider(request, slug)
+        body = PaymentProviderUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        for name, value in body.validated_data.items():
+            setattr(provider, name, value)
+        webhooks.payment_provider_save(provider=provider, actor=Actor.for_request(request))
+        return Response(PaymentProviderSerializer(provider).data)
+
+
+class PaymentProviderRotateView(APIView):
+    required_permissions = "settings.manage"
+
+    @extend_schema(operation_id="settings_payment_provider_rotate_secret", request=SecretSerializer, responses={200: PaymentProviderSerializer})
+    def post(self, request, slug: str):
+        """A new signing secret; the current one stays accepted until end-rotation."""
+        body = SecretSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        provider = webhooks.payment_provider_rotate_secret(
+            provider=_provider(request, slug), secret=body.validated_data["signing_secret"], actor=Actor.for_request(request)
+        )
+        return Response(PaymentProviderSerializer(provider).data)
+
+
+class PaymentProviderEndRotationView(APIView):
+    required_permissions = "settings.manage"
+
+    @extend_schema(operation_id="settings_payment_provider_end_rotation", request=None, responses={200: PaymentProviderSerializer})
+    def post(self, request, slug: str):
+        """Stop accepting the previous signing secret."""
+        provider = webhooks.payment_provider_end_rotation(provider=_provider(request, slug), actor=Actor.for_request(request))
+        return Response(PaymentProviderSerializer(provider).data)
