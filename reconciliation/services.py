@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import IO
@@ -132,6 +134,8 @@ class ImportResult:
     new_entry_count: int
     # Entries known as pending that this statement shows cleared.
     cleared_count: int
+    # Every statement the import created: one per file, one per member of an archive.
+    statements: list = field(default_factory=list)
 
 
 _COPY_COLUMNS = (
@@ -146,13 +150,16 @@ _COPY_COLUMNS = (
     "reference",
     "remittance_text",
     "status",
+    "end_to_end_id",
+    "creditor_reference",
+    "kind",
 )
 
 _STAGE_SQL = """
 CREATE TEMP TABLE recon_import (
     seq integer, booking_date date, value_date date, amount numeric, currency varchar(3),
     bank_transaction_id text, counterparty_name text, counterparty_iban text, reference text,
-    remittance_text text, status text
+    remittance_text text, status text, end_to_end_id text, creditor_reference text, kind text
 ) ON COMMIT DROP
 """
 
@@ -176,10 +183,10 @@ WITH keyed AS (
 INSERT INTO reconciliation_bankentry (
     tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency,
     bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
-    match_status, auto_match, dedup_key, created_at)
+    end_to_end_id, creditor_reference, kind, match_status, auto_match, dedup_key, created_at)
 SELECT %(tenant)s, %(account)s, %(statement)s, booking_date, value_date, amount, currency,
        bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
-       'unmatched', true, dedup_key, %(now)s
+       end_to_end_id, creditor_reference, kind, 'unmatched', true, dedup_key, %(now)s
 FROM unique_keys ORDER BY seq
 ON CONFLICT (tenant_id, bank_account_id, dedup_key) DO UPDATE
     SET status = 'cleared', booking_date = EXCLUDED.booking_date, value_date = EXCLUDED.value_date
@@ -207,6 +214,58 @@ def _sha256(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+# An archive is read member by member into a spool; these caps keep a zip bomb (a few KB that
+# inflate to terabytes, or millions of members) from filling memory or disk.
+ARCHIVE_MAX_MEMBERS = 500
+ARCHIVE_MAX_MEMBER_BYTES = 200 * 1024 * 1024
+ARCHIVE_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# Members kept in memory up to this size, spilled to a temporary file beyond.
+_SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def _archive_members(stream: IO[bytes], file_name: str):
+    """(name, seekable stream) of each statement in a zip archive, in name order; a 400 for an
+    archive that is not one, is too large, or nests archives."""
+    try:
+        archive = zipfile.ZipFile(stream)
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise parsers.StatementInvalid(
+            f"{file_name or 'the archive'}: not a readable zip archive ({exc})."
+        ) from None
+    if not infos:
+        raise parsers.StatementInvalid(f"{file_name or 'the archive'}: the zip archive holds no file.")
+    if len(infos) > ARCHIVE_MAX_MEMBERS:
+        raise parsers.StatementInvalid(
+            f"{file_name or 'the archive'}: {len(infos)} files; an archive holds at most {ARCHIVE_MAX_MEMBERS}."
+        )
+    total = 0
+    for info in sorted(infos, key=lambda i: i.filename):
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned open
+        size = 0
+        try:
+            with archive.open(info) as member:
+                for chunk in iter(lambda member=member: member.read(1 << 20), b""):
+                    size += len(chunk)
+                    total += len(chunk)
+                    if size > ARCHIVE_MAX_MEMBER_BYTES or total > ARCHIVE_MAX_TOTAL_BYTES:
+                        raise parsers.StatementInvalid(
+                            f"{info.filename}: inflates past {ARCHIVE_MAX_MEMBER_BYTES} bytes "
+                            f"(or the archive past {ARCHIVE_MAX_TOTAL_BYTES}); not imported."
+                        )
+                    spool.write(chunk)
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, zlib.error) as exc:
+            spool.close()
+            raise parsers.StatementInvalid(
+                f"{info.filename}: cannot be read from the archive ({exc})."
+            ) from None
+        except parsers.StatementInvalid:
+            spool.close()
+            raise
+        spool.seek(0)
+        yield info.filename, spool
+
+
 def statement_import(
     *,
     tenant: Tenant,
@@ -217,17 +276,71 @@ def statement_import(
     format: str | None = None,
     run_matching: bool = True,
 ) -> ImportResult:
-    """Import a statement file all or nothing; an entry already known (re-import, overlapping
-    statement, a concurrent import of the same file) is never created twice. Matching runs after
-    commit."""
+    """Import a statement file (or a zip archive of them) all or nothing; an entry already known
+    (re-import, overlapping statement, a concurrent import of the same file) is never created twice.
+    The format is read from the content. Matching runs after commit."""
     if bank_account.tenant_id != tenant.pk:
         raise ValidationFailed("The bank account belongs to another tenant.", field="bankAccount")
-    fmt = format or parsers.detect_format(_sniff(stream))
-    if fmt not in StatementFormat.values:
+    if parsers.detect_format(_sniff(stream)) != "zip":
+        return _import_one(
+            tenant=tenant,
+            actor=actor,
+            bank_account=bank_account,
+            stream=stream,
+            file_name=file_name,
+            format=format,
+            run_matching=run_matching,
+        )
+    results = []
+    with transaction.atomic():
+        for name, member in _archive_members(stream, file_name):
+            with member:
+                if parsers.detect_format(_sniff(member)) == "zip":
+                    raise parsers.StatementInvalid(f"{name}: an archive inside the archive is not read.")
+                try:
+                    results.append(
+                        _import_one(
+                            tenant=tenant,
+                            actor=actor,
+                            bank_account=bank_account,
+                            stream=member,
+                            file_name=f"{file_name}/{name}" if file_name else name,
+                            format=None,
+                            run_matching=run_matching,
+                        )
+                    )
+                except parsers.StatementInvalid as exc:
+                    raise parsers.StatementInvalid(f"{name} in the archive: {exc.detail}") from None
+    first = results[0]
+    return ImportResult(
+        statement=first.statement,
+        entry_count=sum(r.entry_count for r in results),
+        new_entry_count=sum(r.new_entry_count for r in results),
+        cleared_count=sum(r.cleared_count for r in results),
+        statements=[r.statement for r in results],
+    )
+
+
+_CAMT_FORMATS = (StatementFormat.CAMT052, StatementFormat.CAMT053, StatementFormat.CAMT054)
+
+
+def _import_one(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    bank_account: BankAccount,
+    stream: IO[bytes],
+    file_name: str,
+    format: str | None,
+    run_matching: bool,
+) -> ImportResult:
+    detected = parsers.detect_format(_sniff(stream))
+    fmt = format or detected
+    if fmt not in (*StatementFormat.values, "camt"):
         raise ValidationFailed(f"Unknown statement format {fmt!r}.", field="format")
     header = parsers.StatementHeader()
-    if fmt == StatementFormat.CAMT053:
-        entries = parsers.parse_camt053(stream, header)
+    if fmt == "camt" or fmt in _CAMT_FORMATS:
+        entries = parsers.parse_camt(stream, header)
     elif fmt == StatementFormat.MT940:
         entries = parsers.parse_mt940(stream, header)
     else:
@@ -238,7 +351,11 @@ def statement_import(
     sha = _sha256(stream)
     with audited(actor=actor, reason=f"statement imported ({fmt})"):
         statement = BankStatement.objects.create(
-            tenant=tenant, bank_account=bank_account, format=fmt, file_name=file_name[:255], file_sha256=sha
+            tenant=tenant,
+            bank_account=bank_account,
+            format=fmt if fmt != "camt" else StatementFormat.CAMT053,
+            file_name=file_name[:255],
+            file_sha256=sha,
         )
         count = 0
         with connection.cursor() as cursor:
@@ -265,6 +382,9 @@ def statement_import(
                             entry.reference,
                             entry.remittance_text,
                             "pending" if entry.pending else "cleared",
+                            entry.end_to_end_id,
+                            entry.creditor_reference,
+                            entry.kind,
                         )
                     )
             stated = header.iban.replace(" ", "").upper()
@@ -289,22 +409,27 @@ def statement_import(
         if cleared_ids:
             _reopen_cleared(cleared_ids)
         statement.statement_ref = header.statement_ref[:100]
+        statement.format = header.format or statement.format
         statement.entry_count = count
         statement.new_entry_count = new_count
-        statement.save(update_fields=["statement_ref", "entry_count", "new_entry_count"])
+        statement.save(update_fields=["statement_ref", "format", "entry_count", "new_entry_count"])
         if run_matching:
             _enqueue_matching(tenant.pk)
     log.info(
         "statement.imported",
         tenant=tenant.pk,
         statement=statement.pk,
-        format=fmt,
+        format=statement.format,
         entries=count,
         new=new_count,
         cleared=len(cleared_ids),
     )
     return ImportResult(
-        statement=statement, entry_count=count, new_entry_count=new_count, cleared_count=len(cleared_ids)
+        statement=statement,
+        entry_count=count,
+        new_entry_count=new_count,
+        cleared_count=len(cleared_ids),
+        statements=[statement],
     )
 
 
@@ -366,6 +491,7 @@ LEFT JOIN LATERAL (
 ) p2 ON true
 LEFT JOIN billing_payment p ON p.id = coalesce(p1.id, p2.id)
 WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.amount > 0
+  AND e.kind = 'transfer'
 """
 
 # The invoices each entry pays: its payment's invoice, else invoice numbers in the references
@@ -527,6 +653,37 @@ WHERE p.tenant_id = %(tenant)s AND p.status = 'completed'
 """
 
 
+# Reversals and returned payments are never a customer paying: each becomes a reversal discrepancy
+# naming the entry it takes back (same end-to-end id or reference, opposite sign) and that entry's
+# invoice, for an operator to undo the match or chase the customer.
+_REVERSALS_SQL = """
+WITH reversals AS (
+    SELECT e.id, e.currency, e.amount, original.id AS original_id,
+           (SELECT min(r.invoice_id) FROM reconciliation_reconciliation r
+            WHERE r.bank_entry_id = original.id AND r.status IN ('reconciled', 'discrepancy')) AS invoice_id
+    FROM reconciliation_bankentry e
+    LEFT JOIN LATERAL (
+        SELECT o.id FROM reconciliation_bankentry o
+        WHERE o.tenant_id = e.tenant_id AND o.id <> e.id AND o.kind = 'transfer'
+          AND sign(o.amount) = -sign(e.amount) AND abs(o.amount) = abs(e.amount)
+          AND ((e.end_to_end_id <> '' AND o.end_to_end_id = e.end_to_end_id)
+               OR (e.reference <> '' AND o.reference = e.reference))
+        ORDER BY o.booking_date DESC, o.id DESC LIMIT 1
+    ) original ON true
+    WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.kind <> 'transfer'
+), recorded AS (
+    INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+        discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+    SELECT %(tenant)s, v.invoice_id, NULL, v.id, 'discrepancy', 'reversal', 'payment_reference', 0, v.currency,
+           v.amount, CASE WHEN v.original_id IS NULL THEN 'reversal or returned payment; original entry not found'
+                          ELSE 'reverses bank entry ' || v.original_id END, %(now)s, ''
+    FROM reversals v
+    RETURNING bank_entry_id
+)
+UPDATE reconciliation_bankentry SET match_status = 'discrepancy'
+WHERE id IN (SELECT bank_entry_id FROM recorded)
+"""
+
 _DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a, rc_all"
 _DROP_STEP_SQL = "DROP TABLE IF EXISTS rc_i, rc_o, rc_a"
 
@@ -668,6 +825,8 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
             },
         )
         counts.discrepancies += cursor.rowcount
+        cursor.execute(_REVERSALS_SQL, params)
+        counts.discrepancies += cursor.rowcount
         cursor.execute(_DROP_SQL)
     log.info(
         "reconciliation.run",
@@ -759,7 +918,8 @@ def reconciliation_match_manual(
         if invoice.customer_id != payment.customer_id:
             # three-way: the payment names who paid; it settles that customer's invoices only
             raise ValidationFailed(
-                "The invoice belongs to another customer than the payment.", field=f"invoices[{index}].invoice"
+                "The invoice belongs to another customer than the payment.",
+                field=f"invoices[{index}].invoice",
             )
     total = sum((amount for _, amount in invoices), ZERO)
     created = []
