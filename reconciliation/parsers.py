@@ -305,6 +305,11 @@ def _camt_transactions(ntry, index: int, paths: _Paths, pending_all: bool) -> li
             f"{where}: the booking's amount {signed} {currency} differs from the sum of its "
             f"{len(details)} transactions ({sum(amounts)} {currency})."
         )
+    # Each transaction of a batch needs its own key: the bank's id of the transaction where each has
+    # a distinct one, else the booking's (or transaction's) id with the transaction's position.
+    ids = [text(tx, "Refs/AcctSvcrRef") for tx in details]
+    if not all(ids) or len(set(ids)) != len(ids):
+        ids = [f"{own or entry_id}/{n}" if (own or entry_id) else "" for n, own in enumerate(ids, start=1)]
     return [
         _camt_transaction(
             tx,
@@ -312,14 +317,12 @@ def _camt_transactions(ntry, index: int, paths: _Paths, pending_all: bool) -> li
             base,
             tx_amount,
             "CRDT" if tx_amount > 0 else "DBIT",
-            # Each transaction of a batch needs its own key: the bank's id of the transaction, or
-            # the booking's id with the transaction's position.
-            text(tx, "Refs/AcctSvcrRef") or (f"{entry_id}/{number}" if entry_id else ""),
+            tx_id,
             reversal,
             returned,
             own_id=True,
         )
-        for number, (tx, tx_amount) in enumerate(zip(details, amounts, strict=True), start=1)
+        for tx, tx_amount, tx_id in zip(details, amounts, ids, strict=True)
     ]
 
 
@@ -367,7 +370,10 @@ _MT940_OPTIONS = mt940.Options(
 )
 _TAG_LINE = re.compile(r"^:(\d{2}[A-Z]?):")
 # What may stand before the first :20:: a SWIFT envelope ({1:…}{2:…}{4:), a BIC, the message type.
-_PREAMBLE_LINE = re.compile(r"^(\{.*|[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?|94[02]|:94[02]:|0{4}.*|-\}?)$")
+# ING writes "0000 01INGBNL2AXXXX00001" and "940 00", ABN AMRO its BIC before every statement.
+_PREAMBLE_LINE = re.compile(
+    r"^(\{.*|[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?|94[02](?: \d+)?|:94[02]:|0{4} .*|-\}?)$"
+)
 # Tags of a statement's opening (before the first :61:) and closing, MT940 and MT942.
 _MT940_OPENING = {"21", "25", "28", "28C", "60F", "60M", "34F", "13", "13D", "NS"}
 _MT940_BODY = {"61", "86", "NS"}
@@ -387,10 +393,12 @@ def _mt940_text(raw: bytes) -> str:
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise StatementInvalid(f"line {line}: a NUL byte; an MT940 file is text.")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         # SWIFT's character set is ASCII; German and Dutch banks write umlauts in ISO 8859-1.
-        return raw.decode("iso-8859-1")
+        text = raw.decode("iso-8859-1")
+    # SOH/ETX frame a message in a SWIFT FIN transmission (mBank sends them); they are no content.
+    return text.replace("\x01", "").replace("\x03", "")
 
 
 def _mt940_check_structure(lines: list[str]) -> list[str]:
@@ -421,7 +429,7 @@ def _mt940_check_structure(lines: list[str]) -> list[str]:
             continue
         found = _TAG_LINE.match(stripped)
         if not found:
-            if phase == "preamble" and _PREAMBLE_LINE.match(stripped):
+            if phase in ("preamble", "closing") and _PREAMBLE_LINE.match(stripped):
                 out.append(line)
                 continue
             if phase != "preamble" and last in _MT940_WRAPPING:
@@ -677,6 +685,10 @@ def detect_format(head: bytes) -> str:
     stripped = head.lstrip(b"\xef\xbb\xbf \r\n\t")
     if stripped.startswith(b"<"):
         return "camt"
-    if stripped.startswith((b":20:", b"{1:", b":940:", b":942:")) or b"\n:20:" in head[:512]:
+    if (
+        stripped.startswith((b"{1:", b":940:", b":942:"))
+        or re.match(rb":\d\d[A-Z]?:", stripped)
+        or b"\n:20:" in head
+    ):
         return "mt940"
     return "csv"

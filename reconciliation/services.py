@@ -169,6 +169,11 @@ CREATE TEMP TABLE recon_import (
 _INSERT_SQL = """
 WITH keyed AS (
     SELECT r.*, CASE WHEN r.bank_transaction_id <> '' THEN 'id:' || r.bank_transaction_id
+             -- MT940 bank references are not always unique within a statement: the second entry
+             -- with one is known by the reference and its occurrence, never merged into the first
+             || CASE WHEN row_number() OVER (PARTITION BY r.bank_transaction_id ORDER BY r.seq) > 1
+                     THEN ':' || row_number() OVER (PARTITION BY r.bank_transaction_id ORDER BY r.seq)
+                     ELSE '' END
         ELSE 'fp:' || md5(concat_ws('|', r.booking_date, r.value_date, r.amount, r.currency,
                                     r.counterparty_iban, r.reference, r.remittance_text))
              || ':' || row_number() OVER (
