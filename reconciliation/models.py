@@ -63,19 +63,25 @@ class DiscrepancyKind(models.TextChoices):
 
 
 class MatchRule(models.TextChoices):
+    # The ISO 11649 reference (RF…) printed on the invoice, quoted by the payer.
+    CREDITOR_REFERENCE = "creditor_reference"
     PAYMENT_REFERENCE = "payment_reference"
     INVOICE_NUMBER = "invoice_number"
     MULTI_INVOICE = "multi_invoice"
     CUSTOMER_OPEN_SUM = "customer_open_sum"
+    # No reference at all: the payer's name is a customer's with exactly one open invoice of that amount.
+    AMOUNT_COUNTERPARTY = "amount_counterparty"
     MANUAL = "manual"
 
 
 # The automatic rules in their default order (manual is an operator's, never automatic).
 DEFAULT_RULES = [
+    MatchRule.CREDITOR_REFERENCE,
     MatchRule.PAYMENT_REFERENCE,
     MatchRule.INVOICE_NUMBER,
     MatchRule.MULTI_INVOICE,
     MatchRule.CUSTOMER_OPEN_SUM,
+    MatchRule.AMOUNT_COUNTERPARTY,
 ]
 
 

@@ -474,7 +474,8 @@ def _lock_key(tenant_id: int) -> int:
 # id first, then the payment's own reference). Failed payments are never candidates.
 _CANDIDATES_SQL = """
 CREATE TEMP TABLE rc_e ON COMMIT DROP AS
-SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status,
+SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status, e.creditor_reference,
+       e.counterparty_name,
        coalesce((%(tolerances)s::jsonb ->> e.currency)::numeric, 0) AS tol,
        e.reference || ' ' || e.remittance_text || ' ' || coalesce(p.reference, '') AS texts,
        p.id AS payment_id, p.amount AS payment_amount, p.invoice_id AS payment_invoice_id,
@@ -502,17 +503,66 @@ WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match
 # The invoices each entry pays: its payment's invoice, else invoice numbers in the references
 # and remittance text, else (a payment without invoice) the customer's open invoices whose
 # balances add up to the amount.
+# The creditor reference's body (after RF and the check digits) is compared with the invoice number
+# normalised exactly as invoicing.models.creditor_reference does, the expression invoice_creditor_ref_idx
+# is built on.
 _INVOICES_SQL = """
 CREATE TEMP TABLE rc_i (entry_id bigint, invoice_id bigint, rule text) ON COMMIT DROP;
 INSERT INTO rc_i
+SELECT e.entry_id, i.id, 'creditor_reference' FROM rc_e e
+JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s
+ AND upper(regexp_replace(i.number, '[^A-Za-z0-9]', '', 'g')) = substr(e.creditor_reference, 5)
+WHERE %(use_rf)s AND e.creditor_reference <> '';
+INSERT INTO rc_i
 SELECT e.entry_id, e.payment_invoice_id, 'payment_reference' FROM rc_e e
-WHERE e.payment_invoice_id IS NOT NULL;
+WHERE e.payment_invoice_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id);
 INSERT INTO rc_i
 SELECT DISTINCT e.entry_id, i.id, 'invoice_number'
 FROM rc_e e
 CROSS JOIN LATERAL regexp_split_to_table(e.texts, '[^A-Za-z0-9/_-]+') AS token
 JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.number = token
-WHERE %(use_number)s AND e.payment_invoice_id IS NULL AND token <> '';
+WHERE %(use_number)s AND e.payment_invoice_id IS NULL AND token <> ''
+  AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id);
+"""
+
+# No reference at all: the payer is a customer (by name) with exactly one open invoice of this amount.
+_COUNTERPARTY_SQL = """
+INSERT INTO rc_i
+SELECT entry_id, invoice_id, 'amount_counterparty' FROM (
+    SELECT e.entry_id, min(i.id) AS invoice_id, count(*) AS n
+    FROM rc_e e
+    JOIN billing_customer c ON c.tenant_id = %(tenant)s AND lower(c.name) = lower(e.counterparty_name)
+    JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.customer_id = c.id
+         AND i.status = ANY(%(open)s) AND i.currency = e.currency AND i.balance = e.amount
+    WHERE e.payment_id IS NULL AND e.counterparty_name <> ''
+      AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id)
+    GROUP BY e.entry_id
+) found WHERE n = 1
+"""
+
+# An entry that found its invoice (by creditor reference, number or amount and payer) but named no
+# payment takes that invoice's payment: one not failed, of the entry's amount within the tolerance,
+# backing no other entry. Without one the entry stays a missing_payment discrepancy (three-way rule).
+_ATTACH_PAYMENTS_SQL = """
+UPDATE rc_e e SET payment_id = found.payment_id, payment_amount = found.amount,
+       payment_invoice_id = found.invoice_id, payment_customer_id = found.customer_id,
+       payment_taken = false, payment_rank = 1
+FROM (
+    SELECT DISTINCT ON (entry_id) * FROM (
+        SELECT DISTINCT ON (p.id) x.entry_id, p.id AS payment_id, p.amount, p.invoice_id, p.customer_id
+        FROM (SELECT entry_id, min(invoice_id) AS invoice_id FROM rc_i GROUP BY entry_id HAVING count(*) = 1) x
+        JOIN rc_e m ON m.entry_id = x.entry_id AND m.payment_id IS NULL
+        JOIN billing_payment p ON p.tenant_id = %(tenant)s AND p.invoice_id = x.invoice_id
+             AND p.status <> 'failed' AND p.currency = m.currency AND abs(p.amount - m.amount) <= m.tol
+        WHERE NOT EXISTS (
+                SELECT 1 FROM reconciliation_reconciliation r
+                WHERE r.payment_id = p.id AND r.status IN ('reconciled', 'discrepancy')
+                  AND r.discrepancy_kind <> 'missing_bank_entry')
+          AND NOT EXISTS (SELECT 1 FROM rc_e o WHERE o.payment_id = p.id)
+        ORDER BY p.id, x.entry_id
+    ) per_payment ORDER BY entry_id, payment_id
+) found
+WHERE e.entry_id = found.entry_id
 """
 
 _CUSTOMER_SUM_SQL = """
@@ -717,6 +767,9 @@ def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: d
     cursor.execute(_INVOICES_SQL, params)
     if MatchRule.CUSTOMER_OPEN_SUM in rules:
         cursor.execute(_CUSTOMER_SUM_SQL, params)
+    if MatchRule.AMOUNT_COUNTERPARTY in rules:
+        cursor.execute(_COUNTERPARTY_SQL, params)
+    cursor.execute(_ATTACH_PAYMENTS_SQL, params)
     # Temporary tables have no statistics until analysed: without them the planner guesses a
     # handful of rows and picks nested loops that are quadratic at 100,000 entries.
     cursor.execute("ANALYZE rc_e; ANALYZE rc_i")
@@ -785,6 +838,7 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
         "tolerances": json.dumps({currency: str(amount) for currency, amount in tolerances.items()}),
         "open": list(OPEN_STATUSES),
         "now": now,
+        "use_rf": MatchRule.CREDITOR_REFERENCE in rules,
         "use_payment": MatchRule.PAYMENT_REFERENCE in rules,
         "use_number": MatchRule.INVOICE_NUMBER in rules,
         "use_multi": MatchRule.MULTI_INVOICE in rules,
