@@ -55,8 +55,9 @@ def _setup_django() -> None:
 
 
 def _cents(n: int) -> int:
-    """Invoice n's total in cents (the seed SQL computes the same)."""
-    return (100 + n % 900) * 100 + n % 100
+    """Invoice n's total in cents (the seed SQL computes the same): distinct per invoice, so amount +
+    payer finds exactly one."""
+    return 10_000 + n
 
 
 def _category(n: int) -> str:
@@ -150,7 +151,7 @@ def _seed(invoices: int):
     )
     first_customer = Customer.objects.filter(tenant=tenant).order_by("id").first().pk
     account = BankAccount.objects.create(tenant=tenant, name="Ops", iban=IBAN, currency="EUR")
-    amount = "(((100 + n %% 900) * 100 + n %% 100) / 100.0)::numeric(22, 4)"
+    amount = "((10000 + n) / 100.0)::numeric(22, 4)"
     with connection.cursor() as cursor:
         # The second invoice of a multi-invoice pair belongs to the first one's customer.
         cursor.execute(
@@ -185,6 +186,22 @@ def _seed(invoices: int):
         )
         cursor.execute("ANALYZE invoicing_invoice; ANALYZE billing_payment; ANALYZE billing_customer")
     return tenant, account
+
+
+class SlowStatements:
+    """Records each SQL statement slower than `threshold` seconds (where the time goes)."""
+
+    def __init__(self, threshold: float = 0.5):
+        self.threshold, self.found = threshold, []
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            took = time.perf_counter() - started
+            if took > self.threshold:
+                self.found.append((took, " ".join(str(sql).split())[:90]))
 
 
 def _copy_limit(tenant, account, rows: list[tuple]) -> float:
@@ -273,6 +290,8 @@ def run_once(invoices: int, rounds: int) -> dict:
         rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         del rows
     connection.cursor().execute("ANALYZE reconciliation_bankentry")
+    slow = SlowStatements()
+    connection.execute_wrappers.append(slow)
     started = time.perf_counter()
     services.reconciliation_run(tenant_id=tenant.pk, actor=actor)
     match_seconds = time.perf_counter() - started
@@ -303,6 +322,7 @@ def run_once(invoices: int, rounds: int) -> dict:
         "rss_import_mb": rss_import / 1024,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load": os.getloadavg(),
+        "slow": slow.found,
     }
 
 
@@ -325,6 +345,8 @@ def _report(r: dict) -> None:
         f"{r['rss_import_mb']:.0f} MB); load average {r['load'][0]:.2f} {r['load'][1]:.2f} {r['load'][2]:.2f} "
         f"on {os.cpu_count()} cores shared with other work"
     )
+    for took, sql in r["slow"]:
+        print(f"    matching statement {took:6.2f} s  {sql}")
 
 
 def main() -> None:

@@ -489,12 +489,13 @@ FROM reconciliation_bankentry e
 LEFT JOIN billing_payment p1
     ON %(use_payment)s AND p1.tenant_id = e.tenant_id AND p1.rail_transaction_id = e.reference
    AND p1.rail_transaction_id <> '' AND p1.status <> 'failed' AND p1.currency = e.currency
-LEFT JOIN LATERAL (
-    SELECT x.id FROM billing_payment x
-    WHERE %(use_payment)s AND p1.id IS NULL AND e.reference <> '' AND x.tenant_id = e.tenant_id
-      AND x.reference = e.reference AND x.status <> 'failed' AND x.currency = e.currency
-    ORDER BY x.id LIMIT 1
-) p2 ON true
+-- the first payment of each reference, joined by hash: a lateral lookup per entry scans the
+-- payments for every entry whose reference (an RF, say) names no payment
+LEFT JOIN (
+    SELECT DISTINCT ON (x.reference, x.currency) x.id, x.reference, x.currency FROM billing_payment x
+    WHERE %(use_payment)s AND x.tenant_id = %(tenant)s AND x.reference <> '' AND x.status <> 'failed'
+    ORDER BY x.reference, x.currency, x.id
+) p2 ON p1.id IS NULL AND e.reference <> '' AND p2.reference = e.reference AND p2.currency = e.currency
 LEFT JOIN billing_payment p ON p.id = coalesce(p1.id, p2.id)
 WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.amount > 0
   AND e.kind = 'transfer'
@@ -558,7 +559,7 @@ FROM (
                 SELECT 1 FROM reconciliation_reconciliation r
                 WHERE r.payment_id = p.id AND r.status IN ('reconciled', 'discrepancy')
                   AND r.discrepancy_kind <> 'missing_bank_entry')
-          AND NOT EXISTS (SELECT 1 FROM rc_e o WHERE o.payment_id = p.id)
+          AND p.id NOT IN (SELECT o.payment_id FROM rc_e o WHERE o.payment_id IS NOT NULL)
         ORDER BY p.id, x.entry_id
     ) per_payment ORDER BY entry_id, payment_id
 ) found
@@ -764,15 +765,17 @@ class _Counts:
 
 def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: dict, counts: _Counts) -> None:
     """Match the entries in rc_e: classify, allocate, record, book tolerance credits, settle."""
+    # Temporary tables have no statistics until analysed: without them the planner guesses a
+    # handful of rows and picks nested loops that are quadratic at 100,000 entries.
+    cursor.execute("ANALYZE rc_e")
     cursor.execute(_INVOICES_SQL, params)
     if MatchRule.CUSTOMER_OPEN_SUM in rules:
         cursor.execute(_CUSTOMER_SUM_SQL, params)
     if MatchRule.AMOUNT_COUNTERPARTY in rules:
         cursor.execute(_COUNTERPARTY_SQL, params)
+    cursor.execute("ANALYZE rc_i")
     cursor.execute(_ATTACH_PAYMENTS_SQL, params)
-    # Temporary tables have no statistics until analysed: without them the planner guesses a
-    # handful of rows and picks nested loops that are quadratic at 100,000 entries.
-    cursor.execute("ANALYZE rc_e; ANALYZE rc_i")
+    cursor.execute("ANALYZE rc_e")
     # Lock the invoices before reading their balances, so a cancel or a manual match running
     # now cannot change them between classification and settlement.
     cursor.execute(
