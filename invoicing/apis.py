@@ -62,12 +62,15 @@ class InvoiceItemSerializer(serializers.ModelSerializer):
 class InvoiceSerializer(serializers.ModelSerializer):
     items = InvoiceItemSerializer(many=True, read_only=True)
     tax_items = TaxItemSerializer(many=True, read_only=True)
+    # ISO 11649 reference customers are asked to quote when they pay (blank for a draft).
+    creditor_reference = serializers.CharField(read_only=True)
 
     class Meta:
         model = Invoice
         fields = [
             "id",
             "number",
+            "creditor_reference",
             "customer",
             "currency",
             "status",

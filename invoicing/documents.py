@@ -50,4 +50,11 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     for label, amount in (("Subtotal", invoice.subtotal), ("Tax", invoice.tax_total), ("Total", invoice.total), ("Balance due", invoice.balance)):
         pdf.cell(155, 6, label, align="R")
         pdf.cell(35, 6, _money(amount, invoice.currency), new_x="LMARGIN", new_y="NEXT")
+    rf = invoice.creditor_reference
+    if rf:
+        # Printed in groups of four, as ISO 11649 recommends for reading it aloud or typing it.
+        pdf.ln(4)
+        pdf.set_font("Helvetica", size=10)
+        grouped = " ".join(rf[i : i + 4] for i in range(0, len(rf), 4))
+        pdf.cell(0, 6, f"Please quote the payment reference {grouped} with your transfer.", new_x="LMARGIN")
     return bytes(pdf.output())

@@ -1,6 +1,10 @@
+import re
+
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q, Value
+from django.db.models.functions import Upper
+from stdnum.iso7064 import mod_97_10
 
 from billing.models import amount_field, currency_field, rate_field, unit_amount_field
 from invoicing.lifecycle import OPEN_STATUSES, AdjustmentType, InvoiceStatus
@@ -93,10 +97,33 @@ class Invoice(models.Model):
             models.Index(fields=["tenant", "status", "due_date"], name="invoice_status_due_idx"),
             models.Index(fields=["tenant", "customer", "period_start"], name="invoice_customer_period_idx"),
             models.Index(fields=["batch_run", "status"], name="invoice_batch_run_idx"),
+            # Bank entries quoting a creditor reference find their invoice through this.
+            models.Index(
+                F("tenant"),
+                Upper(
+                    Func(F("number"), Value("[^A-Za-z0-9]"), Value(""), Value("g"), function="regexp_replace")
+                ),
+                name="invoice_creditor_ref_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.number or f"draft #{self.pk}"
+
+    @property
+    def creditor_reference(self) -> str:
+        """The ISO 11649 reference (RF…) customers are asked to quote; blank for a draft."""
+        return creditor_reference(self.number)
+
+
+def creditor_reference(number: str | None) -> str:
+    """RF, two check digits and the invoice number's letters and digits (ISO 11649 allows 21):
+    INV-2026-000001 → RF94INV2026000001. Matching compares the part after the check digits with
+    the same normalisation of the number in SQL (reconciliation's matching, invoice_creditor_ref_idx)."""
+    body = re.sub(r"[^A-Za-z0-9]", "", number or "").upper()
+    if not 0 < len(body) <= 21:
+        return ""
+    return f"RF{mod_97_10.calc_check_digits(body + 'RF')}{body}"
 
 
 class InvoiceItem(models.Model):

@@ -141,7 +141,8 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
         request={"multipart/form-data": StatementUploadSerializer}, responses={201: BankStatementSerializer}
     )
     def create(self, request):
-        """Import a CAMT.053, MT940 or CSV statement: all or nothing, known entries are not duplicated."""
+        """Import a CAMT.052/053/054, MT940/MT942 or CSV statement, or a zip archive of them: all or
+        nothing, known entries are not duplicated; the format is read from the content."""
         body = StatementUploadSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
         upload = body.validated_data["file"]
@@ -173,6 +174,9 @@ class BankEntrySerializer(serializers.ModelSerializer):
             "counterparty_iban",
             "reference",
             "remittance_text",
+            "end_to_end_id",
+            "creditor_reference",
+            "kind",
             "status",
             "match_status",
             "auto_match",

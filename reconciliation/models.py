@@ -10,6 +10,14 @@ from django.db.models import Q
 from billing.models import amount_field, currency_field
 
 
+class BankEntryKind(models.TextChoices):
+    TRANSFER = "transfer"
+    # The bank took back an earlier booking (CAMT RvslInd, MT940 RC/RD): never a customer's payment.
+    REVERSAL = "reversal"
+    # A payment that came back (CAMT return information or sub-family RRTN, Dutch RTRN, German GVC 109/159).
+    RETURN = "return"
+
+
 class BankEntryStatus(models.TextChoices):
     # Booked by the bank but not yet cleared (CAMT "PDNG", a CSV "pending" column).
     PENDING = "pending"
@@ -49,22 +57,31 @@ class DiscrepancyKind(models.TextChoices):
     # The invoice is on an issued consolidated invoice: the money is applied by settling that one
     # (consolidated_invoice_settle), never onto the source directly.
     CONSOLIDATED_SOURCE = "consolidated_source"
+    # A reversal or returned payment: the bank took money back or a payment came back; the note
+    # names the entry it reverses when one is known. Never matched to an invoice automatically.
+    REVERSAL = "reversal"
 
 
 class MatchRule(models.TextChoices):
+    # The ISO 11649 reference (RF…) printed on the invoice, quoted by the payer.
+    CREDITOR_REFERENCE = "creditor_reference"
     PAYMENT_REFERENCE = "payment_reference"
     INVOICE_NUMBER = "invoice_number"
     MULTI_INVOICE = "multi_invoice"
     CUSTOMER_OPEN_SUM = "customer_open_sum"
+    # No reference at all: the payer's name is a customer's with exactly one open invoice of that amount.
+    AMOUNT_COUNTERPARTY = "amount_counterparty"
     MANUAL = "manual"
 
 
 # The automatic rules in their default order (manual is an operator's, never automatic).
 DEFAULT_RULES = [
+    MatchRule.CREDITOR_REFERENCE,
     MatchRule.PAYMENT_REFERENCE,
     MatchRule.INVOICE_NUMBER,
     MatchRule.MULTI_INVOICE,
     MatchRule.CUSTOMER_OPEN_SUM,
+    MatchRule.AMOUNT_COUNTERPARTY,
 ]
 
 
@@ -138,7 +155,9 @@ class CsvProfile(models.Model):
 
 
 class StatementFormat(models.TextChoices):
+    CAMT052 = "camt052", "CAMT.052"
     CAMT053 = "camt053", "CAMT.053"
+    CAMT054 = "camt054", "CAMT.054"
     MT940 = "mt940", "MT940"
     CSV = "csv", "CSV"
 
@@ -181,6 +200,11 @@ class BankEntry(models.Model):
     # Structured reference: CAMT EndToEndId or creditor reference; where a rail puts its id.
     reference = models.CharField(max_length=200, blank=True)
     remittance_text = models.TextField(blank=True)
+    # The payer's end-to-end id (CAMT EndToEndId, MT940 EREF), NOTPROVIDED left blank.
+    end_to_end_id = models.CharField(max_length=200, blank=True)
+    # ISO 11649 creditor reference (RF…, compact) the payer quoted; matching tries it first.
+    creditor_reference = models.CharField(max_length=25, blank=True)
+    kind = models.CharField(max_length=8, choices=BankEntryKind.choices, default=BankEntryKind.TRANSFER)
     status = models.CharField(max_length=8, choices=BankEntryStatus.choices, default=BankEntryStatus.CLEARED)
     match_status = models.CharField(max_length=16, choices=MatchStatus.choices, default=MatchStatus.UNMATCHED)
     # False once an operator unmatched it: the engine leaves it to operators from then on.

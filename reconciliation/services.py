@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import IO
@@ -132,6 +134,8 @@ class ImportResult:
     new_entry_count: int
     # Entries known as pending that this statement shows cleared.
     cleared_count: int
+    # Every statement the import created: one per file, one per member of an archive.
+    statements: list = field(default_factory=list)
 
 
 _COPY_COLUMNS = (
@@ -146,13 +150,16 @@ _COPY_COLUMNS = (
     "reference",
     "remittance_text",
     "status",
+    "end_to_end_id",
+    "creditor_reference",
+    "kind",
 )
 
 _STAGE_SQL = """
 CREATE TEMP TABLE recon_import (
     seq integer, booking_date date, value_date date, amount numeric, currency varchar(3),
     bank_transaction_id text, counterparty_name text, counterparty_iban text, reference text,
-    remittance_text text, status text
+    remittance_text text, status text, end_to_end_id text, creditor_reference text, kind text
 ) ON COMMIT DROP
 """
 
@@ -162,6 +169,11 @@ CREATE TEMP TABLE recon_import (
 _INSERT_SQL = """
 WITH keyed AS (
     SELECT r.*, CASE WHEN r.bank_transaction_id <> '' THEN 'id:' || r.bank_transaction_id
+             -- MT940 bank references are not always unique within a statement: the second entry
+             -- with one is known by the reference and its occurrence, never merged into the first
+             || CASE WHEN row_number() OVER (PARTITION BY r.bank_transaction_id ORDER BY r.seq) > 1
+                     THEN ':' || row_number() OVER (PARTITION BY r.bank_transaction_id ORDER BY r.seq)
+                     ELSE '' END
         ELSE 'fp:' || md5(concat_ws('|', r.booking_date, r.value_date, r.amount, r.currency,
                                     r.counterparty_iban, r.reference, r.remittance_text))
              || ':' || row_number() OVER (
@@ -176,10 +188,10 @@ WITH keyed AS (
 INSERT INTO reconciliation_bankentry (
     tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency,
     bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
-    match_status, auto_match, dedup_key, created_at)
+    end_to_end_id, creditor_reference, kind, match_status, auto_match, dedup_key, created_at)
 SELECT %(tenant)s, %(account)s, %(statement)s, booking_date, value_date, amount, currency,
        bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status,
-       'unmatched', true, dedup_key, %(now)s
+       end_to_end_id, creditor_reference, kind, 'unmatched', true, dedup_key, %(now)s
 FROM unique_keys ORDER BY seq
 ON CONFLICT (tenant_id, bank_account_id, dedup_key) DO UPDATE
     SET status = 'cleared', booking_date = EXCLUDED.booking_date, value_date = EXCLUDED.value_date
@@ -207,6 +219,58 @@ def _sha256(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+# An archive is read member by member into a spool; these caps keep a zip bomb (a few KB that
+# inflate to terabytes, or millions of members) from filling memory or disk.
+ARCHIVE_MAX_MEMBERS = 500
+ARCHIVE_MAX_MEMBER_BYTES = 200 * 1024 * 1024
+ARCHIVE_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# Members kept in memory up to this size, spilled to a temporary file beyond.
+_SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def _archive_members(stream: IO[bytes], file_name: str):
+    """(name, seekable stream) of each statement in a zip archive, in name order; a 400 for an
+    archive that is not one, is too large, or nests archives."""
+    try:
+        archive = zipfile.ZipFile(stream)
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise parsers.StatementInvalid(
+            f"{file_name or 'the archive'}: not a readable zip archive ({exc})."
+        ) from None
+    if not infos:
+        raise parsers.StatementInvalid(f"{file_name or 'the archive'}: the zip archive holds no file.")
+    if len(infos) > ARCHIVE_MAX_MEMBERS:
+        raise parsers.StatementInvalid(
+            f"{file_name or 'the archive'}: {len(infos)} files; an archive holds at most {ARCHIVE_MAX_MEMBERS}."
+        )
+    total = 0
+    for info in sorted(infos, key=lambda i: i.filename):
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned open
+        size = 0
+        try:
+            with archive.open(info) as member:
+                for chunk in iter(lambda member=member: member.read(1 << 20), b""):
+                    size += len(chunk)
+                    total += len(chunk)
+                    if size > ARCHIVE_MAX_MEMBER_BYTES or total > ARCHIVE_MAX_TOTAL_BYTES:
+                        raise parsers.StatementInvalid(
+                            f"{info.filename}: inflates past {ARCHIVE_MAX_MEMBER_BYTES} bytes "
+                            f"(or the archive past {ARCHIVE_MAX_TOTAL_BYTES}); not imported."
+                        )
+                    spool.write(chunk)
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, zlib.error) as exc:
+            spool.close()
+            raise parsers.StatementInvalid(
+                f"{info.filename}: cannot be read from the archive ({exc})."
+            ) from None
+        except parsers.StatementInvalid:
+            spool.close()
+            raise
+        spool.seek(0)
+        yield info.filename, spool
+
+
 def statement_import(
     *,
     tenant: Tenant,
@@ -217,17 +281,71 @@ def statement_import(
     format: str | None = None,
     run_matching: bool = True,
 ) -> ImportResult:
-    """Import a statement file all or nothing; an entry already known (re-import, overlapping
-    statement, a concurrent import of the same file) is never created twice. Matching runs after
-    commit."""
+    """Import a statement file (or a zip archive of them) all or nothing; an entry already known
+    (re-import, overlapping statement, a concurrent import of the same file) is never created twice.
+    The format is read from the content. Matching runs after commit."""
     if bank_account.tenant_id != tenant.pk:
         raise ValidationFailed("The bank account belongs to another tenant.", field="bankAccount")
-    fmt = format or parsers.detect_format(_sniff(stream))
-    if fmt not in StatementFormat.values:
+    if parsers.detect_format(_sniff(stream)) != "zip":
+        return _import_one(
+            tenant=tenant,
+            actor=actor,
+            bank_account=bank_account,
+            stream=stream,
+            file_name=file_name,
+            format=format,
+            run_matching=run_matching,
+        )
+    results = []
+    with transaction.atomic():
+        for name, member in _archive_members(stream, file_name):
+            with member:
+                if parsers.detect_format(_sniff(member)) == "zip":
+                    raise parsers.StatementInvalid(f"{name}: an archive inside the archive is not read.")
+                try:
+                    results.append(
+                        _import_one(
+                            tenant=tenant,
+                            actor=actor,
+                            bank_account=bank_account,
+                            stream=member,
+                            file_name=f"{file_name}/{name}" if file_name else name,
+                            format=None,
+                            run_matching=run_matching,
+                        )
+                    )
+                except parsers.StatementInvalid as exc:
+                    raise parsers.StatementInvalid(f"{name} in the archive: {exc.detail}") from None
+    first = results[0]
+    return ImportResult(
+        statement=first.statement,
+        entry_count=sum(r.entry_count for r in results),
+        new_entry_count=sum(r.new_entry_count for r in results),
+        cleared_count=sum(r.cleared_count for r in results),
+        statements=[r.statement for r in results],
+    )
+
+
+_CAMT_FORMATS = (StatementFormat.CAMT052, StatementFormat.CAMT053, StatementFormat.CAMT054)
+
+
+def _import_one(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    bank_account: BankAccount,
+    stream: IO[bytes],
+    file_name: str,
+    format: str | None,
+    run_matching: bool,
+) -> ImportResult:
+    detected = parsers.detect_format(_sniff(stream))
+    fmt = format or detected
+    if fmt not in (*StatementFormat.values, "camt"):
         raise ValidationFailed(f"Unknown statement format {fmt!r}.", field="format")
     header = parsers.StatementHeader()
-    if fmt == StatementFormat.CAMT053:
-        entries = parsers.parse_camt053(stream, header)
+    if fmt == "camt" or fmt in _CAMT_FORMATS:
+        entries = parsers.parse_camt(stream, header)
     elif fmt == StatementFormat.MT940:
         entries = parsers.parse_mt940(stream, header)
     else:
@@ -238,7 +356,11 @@ def statement_import(
     sha = _sha256(stream)
     with audited(actor=actor, reason=f"statement imported ({fmt})"):
         statement = BankStatement.objects.create(
-            tenant=tenant, bank_account=bank_account, format=fmt, file_name=file_name[:255], file_sha256=sha
+            tenant=tenant,
+            bank_account=bank_account,
+            format=fmt if fmt != "camt" else StatementFormat.CAMT053,
+            file_name=file_name[:255],
+            file_sha256=sha,
         )
         count = 0
         with connection.cursor() as cursor:
@@ -265,6 +387,9 @@ def statement_import(
                             entry.reference,
                             entry.remittance_text,
                             "pending" if entry.pending else "cleared",
+                            entry.end_to_end_id,
+                            entry.creditor_reference,
+                            entry.kind,
                         )
                     )
             stated = header.iban.replace(" ", "").upper()
@@ -289,22 +414,27 @@ def statement_import(
         if cleared_ids:
             _reopen_cleared(cleared_ids)
         statement.statement_ref = header.statement_ref[:100]
+        statement.format = header.format or statement.format
         statement.entry_count = count
         statement.new_entry_count = new_count
-        statement.save(update_fields=["statement_ref", "entry_count", "new_entry_count"])
+        statement.save(update_fields=["statement_ref", "format", "entry_count", "new_entry_count"])
         if run_matching:
             _enqueue_matching(tenant.pk)
     log.info(
         "statement.imported",
         tenant=tenant.pk,
         statement=statement.pk,
-        format=fmt,
+        format=statement.format,
         entries=count,
         new=new_count,
         cleared=len(cleared_ids),
     )
     return ImportResult(
-        statement=statement, entry_count=count, new_entry_count=new_count, cleared_count=len(cleared_ids)
+        statement=statement,
+        entry_count=count,
+        new_entry_count=new_count,
+        cleared_count=len(cleared_ids),
+        statements=[statement],
     )
 
 
@@ -344,7 +474,8 @@ def _lock_key(tenant_id: int) -> int:
 # id first, then the payment's own reference). Failed payments are never candidates.
 _CANDIDATES_SQL = """
 CREATE TEMP TABLE rc_e ON COMMIT DROP AS
-SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status,
+SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status, e.creditor_reference,
+       e.counterparty_name,
        coalesce((%(tolerances)s::jsonb ->> e.currency)::numeric, 0) AS tol,
        e.reference || ' ' || e.remittance_text || ' ' || coalesce(p.reference, '') AS texts,
        p.id AS payment_id, p.amount AS payment_amount, p.invoice_id AS payment_invoice_id,
@@ -358,30 +489,81 @@ FROM reconciliation_bankentry e
 LEFT JOIN billing_payment p1
     ON %(use_payment)s AND p1.tenant_id = e.tenant_id AND p1.rail_transaction_id = e.reference
    AND p1.rail_transaction_id <> '' AND p1.status <> 'failed' AND p1.currency = e.currency
-LEFT JOIN LATERAL (
-    SELECT x.id FROM billing_payment x
-    WHERE %(use_payment)s AND p1.id IS NULL AND e.reference <> '' AND x.tenant_id = e.tenant_id
-      AND x.reference = e.reference AND x.status <> 'failed' AND x.currency = e.currency
-    ORDER BY x.id LIMIT 1
-) p2 ON true
+-- the first payment of each reference, joined by hash: a lateral lookup per entry scans the
+-- payments for every entry whose reference (an RF, say) names no payment
+LEFT JOIN (
+    SELECT DISTINCT ON (x.reference, x.currency) x.id, x.reference, x.currency FROM billing_payment x
+    WHERE %(use_payment)s AND x.tenant_id = %(tenant)s AND x.reference <> '' AND x.status <> 'failed'
+    ORDER BY x.reference, x.currency, x.id
+) p2 ON p1.id IS NULL AND e.reference <> '' AND p2.reference = e.reference AND p2.currency = e.currency
 LEFT JOIN billing_payment p ON p.id = coalesce(p1.id, p2.id)
 WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.amount > 0
+  AND e.kind = 'transfer'
 """
 
 # The invoices each entry pays: its payment's invoice, else invoice numbers in the references
 # and remittance text, else (a payment without invoice) the customer's open invoices whose
 # balances add up to the amount.
+# The creditor reference's body (after RF and the check digits) is compared with the invoice number
+# normalised exactly as invoicing.models.creditor_reference does, the expression invoice_creditor_ref_idx
+# is built on.
 _INVOICES_SQL = """
 CREATE TEMP TABLE rc_i (entry_id bigint, invoice_id bigint, rule text) ON COMMIT DROP;
 INSERT INTO rc_i
+SELECT e.entry_id, i.id, 'creditor_reference' FROM rc_e e
+JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s
+ AND upper(regexp_replace(i.number, '[^A-Za-z0-9]', '', 'g')) = substr(e.creditor_reference, 5)
+WHERE %(use_rf)s AND e.creditor_reference <> '';
+INSERT INTO rc_i
 SELECT e.entry_id, e.payment_invoice_id, 'payment_reference' FROM rc_e e
-WHERE e.payment_invoice_id IS NOT NULL;
+WHERE e.payment_invoice_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id);
 INSERT INTO rc_i
 SELECT DISTINCT e.entry_id, i.id, 'invoice_number'
 FROM rc_e e
 CROSS JOIN LATERAL regexp_split_to_table(e.texts, '[^A-Za-z0-9/_-]+') AS token
 JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.number = token
-WHERE %(use_number)s AND e.payment_invoice_id IS NULL AND token <> '';
+WHERE %(use_number)s AND e.payment_invoice_id IS NULL AND token <> ''
+  AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id);
+"""
+
+# No reference at all: the payer is a customer (by name) with exactly one open invoice of this amount.
+_COUNTERPARTY_SQL = """
+INSERT INTO rc_i
+SELECT entry_id, invoice_id, 'amount_counterparty' FROM (
+    SELECT e.entry_id, min(i.id) AS invoice_id, count(*) AS n
+    FROM rc_e e
+    JOIN billing_customer c ON c.tenant_id = %(tenant)s AND lower(c.name) = lower(e.counterparty_name)
+    JOIN invoicing_invoice i ON i.tenant_id = %(tenant)s AND i.customer_id = c.id
+         AND i.status = ANY(%(open)s) AND i.currency = e.currency AND i.balance = e.amount
+    WHERE e.payment_id IS NULL AND e.counterparty_name <> ''
+      AND NOT EXISTS (SELECT 1 FROM rc_i x WHERE x.entry_id = e.entry_id)
+    GROUP BY e.entry_id
+) found WHERE n = 1
+"""
+
+# An entry that found its invoice (by creditor reference, number or amount and payer) but named no
+# payment takes that invoice's payment: one not failed, of the entry's amount within the tolerance,
+# backing no other entry. Without one the entry stays a missing_payment discrepancy (three-way rule).
+_ATTACH_PAYMENTS_SQL = """
+UPDATE rc_e e SET payment_id = found.payment_id, payment_amount = found.amount,
+       payment_invoice_id = found.invoice_id, payment_customer_id = found.customer_id,
+       payment_taken = false, payment_rank = 1
+FROM (
+    SELECT DISTINCT ON (entry_id) * FROM (
+        SELECT DISTINCT ON (p.id) x.entry_id, p.id AS payment_id, p.amount, p.invoice_id, p.customer_id
+        FROM (SELECT entry_id, min(invoice_id) AS invoice_id FROM rc_i GROUP BY entry_id HAVING count(*) = 1) x
+        JOIN rc_e m ON m.entry_id = x.entry_id AND m.payment_id IS NULL
+        JOIN billing_payment p ON p.tenant_id = %(tenant)s AND p.invoice_id = x.invoice_id
+             AND p.status <> 'failed' AND p.currency = m.currency AND abs(p.amount - m.amount) <= m.tol
+        WHERE NOT EXISTS (
+                SELECT 1 FROM reconciliation_reconciliation r
+                WHERE r.payment_id = p.id AND r.status IN ('reconciled', 'discrepancy')
+                  AND r.discrepancy_kind <> 'missing_bank_entry')
+          AND p.id NOT IN (SELECT o.payment_id FROM rc_e o WHERE o.payment_id IS NOT NULL)
+        ORDER BY p.id, x.entry_id
+    ) per_payment ORDER BY entry_id, payment_id
+) found
+WHERE e.entry_id = found.entry_id
 """
 
 _CUSTOMER_SUM_SQL = """
@@ -527,6 +709,37 @@ WHERE p.tenant_id = %(tenant)s AND p.status = 'completed'
 """
 
 
+# Reversals and returned payments are never a customer paying: each becomes a reversal discrepancy
+# naming the entry it takes back (same end-to-end id or reference, opposite sign) and that entry's
+# invoice, for an operator to undo the match or chase the customer.
+_REVERSALS_SQL = """
+WITH reversals AS (
+    SELECT e.id, e.currency, e.amount, original.id AS original_id,
+           (SELECT min(r.invoice_id) FROM reconciliation_reconciliation r
+            WHERE r.bank_entry_id = original.id AND r.status IN ('reconciled', 'discrepancy')) AS invoice_id
+    FROM reconciliation_bankentry e
+    LEFT JOIN LATERAL (
+        SELECT o.id FROM reconciliation_bankentry o
+        WHERE o.tenant_id = e.tenant_id AND o.id <> e.id AND o.kind = 'transfer'
+          AND sign(o.amount) = -sign(e.amount) AND abs(o.amount) = abs(e.amount)
+          AND ((e.end_to_end_id <> '' AND o.end_to_end_id = e.end_to_end_id)
+               OR (e.reference <> '' AND o.reference = e.reference))
+        ORDER BY o.booking_date DESC, o.id DESC LIMIT 1
+    ) original ON true
+    WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.kind <> 'transfer'
+), recorded AS (
+    INSERT INTO reconciliation_reconciliation (tenant_id, invoice_id, payment_id, bank_entry_id, status,
+        discrepancy_kind, rule, amount, currency, difference, note, created_at, resolution_reason)
+    SELECT %(tenant)s, v.invoice_id, NULL, v.id, 'discrepancy', 'reversal', 'payment_reference', 0, v.currency,
+           v.amount, CASE WHEN v.original_id IS NULL THEN 'reversal or returned payment; original entry not found'
+                          ELSE 'reverses bank entry ' || v.original_id END, %(now)s, ''
+    FROM reversals v
+    RETURNING bank_entry_id
+)
+UPDATE reconciliation_bankentry SET match_status = 'discrepancy'
+WHERE id IN (SELECT bank_entry_id FROM recorded)
+"""
+
 _DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a, rc_all"
 _DROP_STEP_SQL = "DROP TABLE IF EXISTS rc_i, rc_o, rc_a"
 
@@ -552,12 +765,17 @@ class _Counts:
 
 def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: dict, counts: _Counts) -> None:
     """Match the entries in rc_e: classify, allocate, record, book tolerance credits, settle."""
+    # Temporary tables have no statistics until analysed: without them the planner guesses a
+    # handful of rows and picks nested loops that are quadratic at 100,000 entries.
+    cursor.execute("ANALYZE rc_e")
     cursor.execute(_INVOICES_SQL, params)
     if MatchRule.CUSTOMER_OPEN_SUM in rules:
         cursor.execute(_CUSTOMER_SUM_SQL, params)
-    # Temporary tables have no statistics until analysed: without them the planner guesses a
-    # handful of rows and picks nested loops that are quadratic at 100,000 entries.
-    cursor.execute("ANALYZE rc_e; ANALYZE rc_i")
+    if MatchRule.AMOUNT_COUNTERPARTY in rules:
+        cursor.execute(_COUNTERPARTY_SQL, params)
+    cursor.execute("ANALYZE rc_i")
+    cursor.execute(_ATTACH_PAYMENTS_SQL, params)
+    cursor.execute("ANALYZE rc_e")
     # Lock the invoices before reading their balances, so a cancel or a manual match running
     # now cannot change them between classification and settlement.
     cursor.execute(
@@ -623,6 +841,7 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
         "tolerances": json.dumps({currency: str(amount) for currency, amount in tolerances.items()}),
         "open": list(OPEN_STATUSES),
         "now": now,
+        "use_rf": MatchRule.CREDITOR_REFERENCE in rules,
         "use_payment": MatchRule.PAYMENT_REFERENCE in rules,
         "use_number": MatchRule.INVOICE_NUMBER in rules,
         "use_multi": MatchRule.MULTI_INVOICE in rules,
@@ -667,6 +886,8 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
                 "since": now - timedelta(days=MISSING_BANK_ENTRY_LOOKBACK_DAYS),
             },
         )
+        counts.discrepancies += cursor.rowcount
+        cursor.execute(_REVERSALS_SQL, params)
         counts.discrepancies += cursor.rowcount
         cursor.execute(_DROP_SQL)
     log.info(
@@ -759,7 +980,8 @@ def reconciliation_match_manual(
         if invoice.customer_id != payment.customer_id:
             # three-way: the payment names who paid; it settles that customer's invoices only
             raise ValidationFailed(
-                "The invoice belongs to another customer than the payment.", field=f"invoices[{index}].invoice"
+                "The invoice belongs to another customer than the payment.",
+                field=f"invoices[{index}].invoice",
             )
     total = sum((amount for _, amount in invoices), ZERO)
     created = []

@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reconciliation', '0003_tolerance_per_currency'),
+        ("reconciliation", "0003_tolerance_per_currency"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='reconciliation',
-            name='discrepancy_kind',
-            field=models.CharField(blank=True, choices=[('amount_mismatch', 'Amount Mismatch'), ('missing_payment', 'Missing Payment'), ('missing_bank_entry', 'Missing Bank Entry'), ('duplicate', 'Duplicate'), ('timing_difference', 'Timing Difference'), ('overpayment', 'Overpayment'), ('match_failed', 'Match Failed'), ('consolidated_source', 'Consolidated Source')], max_length=24),
+            model_name="reconciliation",
+            name="discrepancy_kind",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("amount_mismatch", "Amount Mismatch"),
+                    ("missing_payment", "Missing Payment"),
+                    ("missing_bank_entry", "Missing Bank Entry"),
+                    ("duplicate", "Duplicate"),
+                    ("timing_difference", "Timing Difference"),
+                    ("overpayment", "Overpayment"),
+                    ("match_failed", "Match Failed"),
+                    ("consolidated_source", "Consolidated Source"),
+                ],
+                max_length=24,
+            ),
         ),
     ]

@@ -776,14 +776,19 @@ def test_a_multi_invoice_overpayment_within_tolerance_is_recorded_not_retired(bo
     _tolerance(books, EUR="1.00")
     first, second = books.invoice("50.00"), books.invoice("10.00")
     books.payment("60.30", rail="pi_over", reference=f"{first.number} {second.number}")
-    books.import_camt([{"amount": "60.30", "ref": "pi_over", "text": f"{first.number} {second.number}", "txid": "O1"}])
+    books.import_camt(
+        [{"amount": "60.30", "ref": "pi_over", "text": f"{first.number} {second.number}", "txid": "O1"}]
+    )
 
     books.run()
 
     # then each invoice takes its balance and the 0.30 left is an overpayment discrepancy
     _assert_books_hold(first, second)
     allocations = Reconciliation.objects.filter(status="reconciled").order_by("invoice_id")
-    assert [(r.invoice_id, r.amount) for r in allocations] == [(first.pk, Decimal("50.00")), (second.pk, Decimal("10.00"))]
+    assert [(r.invoice_id, r.amount) for r in allocations] == [
+        (first.pk, Decimal("50.00")),
+        (second.pk, Decimal("10.00")),
+    ]
     surplus = Reconciliation.objects.get(status="discrepancy")
     assert (surplus.discrepancy_kind, surplus.difference) == ("overpayment", Decimal("0.30"))
 
@@ -803,8 +808,12 @@ def test_a_manual_match_settles_only_the_payments_customer_and_only_a_booked_ent
     for invoice in (theirs, mine):
         try:
             services.reconciliation_match_manual(
-                tenant=books.tenant, actor=books.actor, bank_entry=entry,
-                invoices=[(invoice, Decimal("40.00"))], payment=payment, reason="by hand",
+                tenant=books.tenant,
+                actor=books.actor,
+                bank_entry=entry,
+                invoices=[(invoice, Decimal("40.00"))],
+                payment=payment,
+                reason="by hand",
             )
         except ApplicationError as refused:
             refusals.append((refused.status, refused.code, refused.field))
@@ -821,16 +830,28 @@ def test_unmatching_part_of_an_entry_with_a_remainder_leaves_one_discrepancy_for
     # given A part-paid 10.00 earlier, then a 70.00 entry matched by hand: 20.00 onto A, 40.00 onto B,
     # 10.00 left as a discrepancy
     first, second = books.invoice("50.00"), books.invoice("40.00")
-    books.import_camt([{"amount": "10.00", "text": "first part", "txid": "R0"}, {"amount": "70.00", "text": "two invoices", "txid": "R1"}])
+    books.import_camt(
+        [
+            {"amount": "10.00", "text": "first part", "txid": "R0"},
+            {"amount": "70.00", "text": "two invoices", "txid": "R1"},
+        ]
+    )
     services.reconciliation_match_manual(
-        tenant=books.tenant, actor=books.actor, bank_entry=BankEntry.objects.get(bank_transaction_id="R0"),
-        invoices=[(first, Decimal("10.00"))], payment=books.payment("10.00"), reason="by phone",
+        tenant=books.tenant,
+        actor=books.actor,
+        bank_entry=BankEntry.objects.get(bank_transaction_id="R0"),
+        invoices=[(first, Decimal("10.00"))],
+        payment=books.payment("10.00"),
+        reason="by phone",
     )
     entry = BankEntry.objects.get(bank_transaction_id="R1")
     services.reconciliation_match_manual(
-        tenant=books.tenant, actor=books.actor, bank_entry=entry,
+        tenant=books.tenant,
+        actor=books.actor,
+        bank_entry=entry,
         invoices=[(first, Decimal("20.00")), (second, Decimal("40.00"))],
-        payment=books.payment("70.00"), reason="by phone",
+        payment=books.payment("70.00"),
+        reason="by phone",
     )
     part = Reconciliation.objects.get(invoice=first, bank_entry=entry)
 
