@@ -11,6 +11,8 @@ Invariants:
 
 from __future__ import annotations
 
+import contextvars
+import time
 import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -62,10 +64,66 @@ class StepNotActive(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """What execute_step did: 'done', 'skipped' (duplicate), 'retry' (after delay) or 'failed'."""
+    """What execute_step did: 'done', 'skipped' (duplicate), 'retry' (after delay) or 'failed'.
+
+    `state_id`: the step it did (a segment's last step: the one to retry).
+    """
 
     status: str
     retry_in: int | None = None
+    state_id: str | None = None
+    steps: int = 1  # how many steps a segment committed (or tried, the last one)
+
+
+# --- Segments ------------------------------------------------------------------------------------
+# A segment runs consecutive Task steps of one run on one queue in one Celery task, each step its
+# own committed checkpoint. It hands the run back to the queue (enqueues the next step's message)
+# at a pause, at a step on another queue, or after SEGMENT_SECONDS or SEGMENT_STEPS, so one run
+# never holds a worker for long.
+SEGMENT_SECONDS = 1.0
+# Steps per segment at most: bounds a run of instant steps (routing on the context) all the same.
+SEGMENT_STEPS = 50
+
+
+def segment_limits() -> tuple[float, int]:
+    """(seconds, steps) a segment may run, unless settings change them (JOURNEY_SEGMENT_SECONDS,
+    JOURNEY_SEGMENT_STEPS; SEGMENT_STEPS=1 runs one step per task, as before segments)."""
+    seconds = getattr(settings, "JOURNEY_SEGMENT_SECONDS", None)
+    steps = getattr(settings, "JOURNEY_SEGMENT_STEPS", None)
+    return (SEGMENT_SECONDS if seconds is None else float(seconds)), (
+        SEGMENT_STEPS if steps is None else int(steps)
+    )
+
+
+def queue_of(task: Task) -> str:
+    """The Celery queue a step's message goes to."""
+    return task.queue or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+@dataclass
+class _Segment:
+    """The segment a worker is running: which run, on which queue, until when."""
+
+    run_pk: int
+    queue: str
+    deadline: float
+    steps_left: int
+    # (state, snapshot) of the step to run next in this task, set once its predecessor committed
+    next: tuple[str, dict | None] | None = None
+    closed: bool = False
+
+    def accepts(self, run_pk: int, state: Task) -> bool:
+        return (
+            not self.closed
+            and self.next is None
+            and run_pk == self.run_pk
+            and queue_of(state) == self.queue
+            and self.steps_left > 0
+            and time.monotonic() < self.deadline
+        )
+
+
+_SEGMENT: contextvars.ContextVar[_Segment | None] = contextvars.ContextVar("journey_segment", default=None)
 
 
 def _journey(run: JourneyRun) -> Journey:
@@ -88,19 +146,38 @@ def _step_context(run: JourneyRun, actor: Actor) -> StepContext:
     )
 
 
-def _enqueue_step(run: JourneyRun, state: Task, *, with_snapshot: bool = True) -> None:
-    """Send the step's message once the transaction commits (at once in autocommit): call it after
-    saving the run. The message carries the run as saved, so the step need not read it."""
+def _send_step(run_pk: int, state: Task, seen: dict | None) -> None:
     from journeys.tasks import run_step
 
-    args = [run.pk, state.id]
-    if with_snapshot and (seen := runrow.snapshot(run)) is not None:
-        args.append(seen)
+    args = [run_pk, state.id] if seen is None else [run_pk, state.id, seen]
     # argsrepr: logs and monitoring show the run and step, never the run's context
-    options = {"argsrepr": repr([run.pk, state.id])}
+    options = {"argsrepr": repr([run_pk, state.id])}
     if state.queue:
         options["queue"] = state.queue
-    transaction.on_commit(lambda: run_step.apply_async(args=args, **options))
+    run_step.apply_async(args=args, **options)
+
+
+def _enqueue_step(run: JourneyRun, state: Task, *, with_snapshot: bool = True) -> None:
+    """Send the step's message once the transaction commits (at once in autocommit): call it after
+    saving the run. The message carries the run as saved, so the step need not read it.
+
+    Inside a segment of this run, on the same queue and within its limits, the step runs next in
+    this task instead, once the transaction committed (the predecessor's checkpoint).
+    """
+    seen = runrow.snapshot(run) if with_snapshot else None
+    segment = _SEGMENT.get()
+    if segment is not None and segment.accepts(run.pk, state):
+        segment.steps_left -= 1
+
+        def go_on(run_pk=run.pk) -> None:
+            if segment.closed:  # committed after its segment ended (an outer transaction): send it
+                _send_step(run_pk, state, seen)
+            else:
+                segment.next = (state.id, seen)
+
+        transaction.on_commit(go_on)
+        return
+    transaction.on_commit(lambda run_pk=run.pk: _send_step(run_pk, state, seen))
 
 
 def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> Task | None:
@@ -352,6 +429,67 @@ def execute_step(*, run_pk: int, state_id: str, actor: Actor, seen: dict | None 
     return result or StepResult("skipped")
 
 
+def execute_segment(
+    *, run_pk: int, state_id: str, actor: Actor, seen: dict | None = None, queue: str | None = None
+) -> StepResult:
+    """Run the step, then the run's following steps on the same queue in this same call, each its
+    own committed checkpoint, until a pause, a step on another queue, or the segment's limits.
+
+    A message that finds its run further on (redelivered after its worker died mid-segment)
+    resumes at the run's current step if that step is on this queue: the steps before it were
+    committed and are never run again; the current one runs under the usual checks, so at most
+    once in effect even if another delivery has it too.
+    """
+    seconds, steps = segment_limits()
+    segment = _Segment(
+        run_pk=run_pk, queue=queue or "", deadline=time.monotonic() + seconds, steps_left=steps - 1
+    )
+    token = _SEGMENT.set(segment)
+    done = 0
+    try:
+        result = execute_step(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
+        if result.status == "skipped" and (resumed := _resume_at(run_pk, queue, state_id)) is not None:
+            log.info("journey.segment_resumed", run=run_pk, message_state=state_id, state=resumed)
+            state_id = resumed
+            result = execute_step(run_pk=run_pk, state_id=state_id, actor=actor)
+        done = 1
+        while result.status == "done" and segment.next is not None:
+            (state_id, seen), segment.next = segment.next, None
+            result = execute_step(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
+            done += 1
+    finally:
+        segment.closed = True
+        _SEGMENT.reset(token)
+        if segment.next is not None:  # a step committed but the segment stopped: hand it on
+            next_state, next_seen = segment.next
+            _send_step(run_pk, _journey_of_run(run_pk).state(next_state), next_seen)
+    return StepResult(result.status, retry_in=result.retry_in, state_id=state_id, steps=done)
+
+
+def _journey_of_run(run_pk: int) -> Journey:
+    run = JourneyRun.objects.only("journey_name").get(pk=run_pk)
+    return _journey(run)
+
+
+def _resume_at(run_pk: int, queue: str | None, message_state: str) -> str | None:
+    """The step a message for `message_state` resumes at: the run's current step, if the run moved
+    on to another Task step on the same queue (the message's segment committed up to there)."""
+    run = runrow.read(run_pk)
+    if run is None or run.phase != Phase.RUNNING or run.waiting_for != WaitKind.TASK:
+        return None
+    if run.current_state == message_state:
+        return None
+    journey = get_journey(run.journey_name)
+    if journey is None or run.current_state not in journey._by_id:
+        return None
+    state = journey.state(run.current_state)
+    message_task = journey._by_id.get(message_state)
+    queue = queue or (queue_of(message_task) if isinstance(message_task, Task) else None)
+    if not isinstance(state, Task) or queue_of(state) != queue:
+        return None
+    return state.id
+
+
 def _execute(
     run: JourneyRun | None, state_id: str, *, actor: Actor, started_at: datetime
 ) -> StepResult | None:
@@ -362,6 +500,9 @@ def _execute(
     task = journey.state(state_id)
     if not isinstance(task, Task):
         return StepResult("skipped")
+    segment = _SEGMENT.get()
+    if segment is not None and not segment.queue and segment.run_pk == run.pk:
+        segment.queue = queue_of(task)  # the queue this segment's first step came from
     step = _run_transactional if task.transactional else _run_leased
     # nested in a caller's transaction (tests, a shell): attribute it and restore the caller's
     scope = audited(actor=actor, reason=f"step {state_id}") if connection.in_atomic_block else nullcontext()
@@ -391,7 +532,9 @@ def step_failure(state_id: str, exc: BaseException, *, attempts: int) -> dict[st
     elif isinstance(exc, IntegrityError):
         constraint = violated_constraint(exc)
         cause = "database-constraint"
-        what = "its work conflicts with data already stored" + (f" (database rule {constraint})" if constraint else "")
+        what = "its work conflicts with data already stored" + (
+            f" (database rule {constraint})" if constraint else ""
+        )
     elif isinstance(exc, OperationalError):
         cause, what = "database-unavailable", "the database could not be reached or stopped the work"
     elif isinstance(exc, DatabaseError):
@@ -448,6 +591,28 @@ def _is_approver(user, tenant) -> bool:
         and user.has_perm("journeys.approve_run")
         and (user.is_superuser or user.memberships.filter(tenant=tenant).exists())
     )
+
+
+def _default_decider_check(user, tenant_id: int, permission: str) -> bool:
+    """Today's rule (before per-tenant roles): journeys.approve_run and a membership of the tenant."""
+    return _is_approver(user, tenant_id)  # a membership's tenant matches by primary key
+
+
+# Who may decide: fn(user, tenant_id, permission) -> bool. The kernel knows no roles; the project
+# wires its own check (the roles' `may`) with set_decider_check at start-up.
+_decider_check = _default_decider_check
+
+
+def set_decider_check(check) -> None:
+    """Make `check(user, tenant_id, permission) -> bool` the kernel's answer to "may this user
+    decide this approval step?" for every journey (None: back to the default rule). The kernel
+    still refuses the run's starter (maker-checker) whatever the check says."""
+    global _decider_check
+    _decider_check = check or _default_decider_check
+
+
+def may_decide(user, *, tenant_id: int, permission: str) -> bool:
+    return user is not None and user.is_active and bool(_decider_check(user, tenant_id, permission))
 
 
 def run_decide(
