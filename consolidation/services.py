@@ -38,6 +38,7 @@ from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO
 from core.timezones import business_today
 from invoicing.models import Invoice
+from journeys.public import run_start
 
 if TYPE_CHECKING:
     from reconciliation.models import BankEntry
@@ -587,12 +588,10 @@ def consolidated_invoices_mark_overdue(*, actor: Actor, today: date | None = Non
 # --- Starting runs -------------------------------------------------------------------------------
 def daily_runs_start(*, actor: Actor, now: datetime | None = None) -> int:
     """One run per tenant with a customer due on today's business date; twice starts nothing more."""
-    from journeys import engine
-
     day = business_today(now)
     started = 0
     for tenant in Tenant.objects.filter(pk__in=selectors.tenants_due(day=day)).order_by("pk"):
-        _, created = engine.run_start(
+        _, created = run_start(
             journey_name=JOURNEY_NAME,
             tenant=tenant,
             actor=actor,
@@ -608,10 +607,8 @@ def daily_runs_start(*, actor: Actor, now: datetime | None = None) -> int:
 def consolidation_trigger(*, tenant: Tenant, actor: Actor, user=None, now: datetime | None = None):
     """Start the daily journey for this tenant now (operator's trigger). Anything already
     consolidated stays so: a second trigger finds nothing left to build."""
-    from journeys import engine
-
     day = business_today(now)
-    run, _ = engine.run_start(
+    run, _ = run_start(
         journey_name=JOURNEY_NAME,
         tenant=tenant,
         actor=actor,
@@ -636,8 +633,6 @@ def consolidated_generate(
 
     Raises CustomerNotEnabled, PeriodAlreadyConsolidated or NoInvoicesInPeriod; then nothing is written.
     """
-    from journeys import engine
-
     settings_row = CustomerBillingPeriod.objects.filter(customer=customer).first()
     if settings_row is None or not settings_row.enabled or settings_row.kyc_status != KycStatus.APPROVED:
         raise CustomerNotEnabled(
@@ -670,7 +665,7 @@ def consolidated_generate(
     with audited(actor=actor, reason="consolidation generated"):
         if (existing := already()) is not None:
             refuse_existing(existing)
-        run, _ = engine.run_start(
+        run, _ = run_start(
             journey_name=JOURNEY_NAME,
             tenant=customer.tenant,
             actor=actor,

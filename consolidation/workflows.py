@@ -4,8 +4,10 @@ trigger or generate), consolidating the invoices of every customer whose billing
     selectCustomers   enabled, KYC-approved customers whose period (or final period) ends today
     buildDrafts       per chunk of customers, one transaction: drafts, a line per source invoice
                       (the "included" mark), totals and aggregates — set-based SQL (leased step)
-    decideApproval    the tenant's ApprovalPolicy for this journey: always / never / above a threshold
-    awaitApproval     step `approveConsolidation` (finance approver, not the preparer)
+    decideApproval    the drafts' totals; none → nothingToDo
+    awaitApproval     step `approveConsolidation` (finance approver, not the preparer); the kernel
+                      approves by itself when the tenant's ApprovalPolicy needs nobody (never, or
+                      within its threshold)
     issue             drafts → PENDING: numbered, due after the payment terms, emailed with a PDF
     discard           rejected: drafts cancelled, their sources released for a later period
 """
@@ -16,8 +18,7 @@ from datetime import date
 
 from billing.models import Tenant
 from consolidation import selectors, services
-from journeys.definition import Approval, Journey, Succeed, Task, register
-from journeys.policies import approval_required
+from journeys.public import Approval, Journey, Policy, Succeed, Task, register
 
 
 def _day(ctx) -> date:
@@ -45,12 +46,7 @@ def decide_approval(ctx) -> str:
         "invoiceCount": drafts.invoice_count,
         "totalsByCurrency": {c: str(t) for c, t in drafts.totals_by_currency.items()},
     }
-    if drafts.count == 0:
-        return "nothing"
-    required = approval_required(
-        tenant_id=ctx.tenant_id, journey_name=selectors.JOURNEY_NAME, totals_by_currency=drafts.totals_by_currency
-    )
-    return "required" if required else "auto"
+    return "nothing" if drafts.count == 0 else "required"
 
 
 def issue(ctx) -> None:
@@ -82,13 +78,14 @@ daily_consolidation = register(
             Task(
                 "decideApproval",
                 decide_approval,
-                routes={"required": "awaitApproval", "auto": "issue", "nothing": "nothingToDo"},
+                routes={"required": "awaitApproval", "nothing": "nothingToDo"},
             ),
             Approval(
                 "awaitApproval",
                 step_id="approveConsolidation",
                 routes={"APPROVED": "issue", "REJECTED": "discard"},
                 summary=_summary,
+                policy=Policy(amounts=lambda context: context["drafts"]["totalsByCurrency"]),
             ),
             Task("issue", issue, next="issued"),
             Task("discard", discard, next="rejected"),

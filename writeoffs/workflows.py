@@ -4,9 +4,11 @@ Started by beat at WRITEOFF_RUN_HOUR (business time) once per tenant and busines
 
 1. findCandidates      open invoices with a non-zero balance billing a subscription cancelled 1–5
                        days ago (MMA, AUTOCANCEL, SALESFORCE, UI); one candidate row per invoice.
-                       Routes by the tenant's ApprovalPolicy: approval, straight to apply, or empty.
+                       None → report.
 2. awaitApproval       step `approveWriteOff`: a finance approver (not the preparer) decides; the
-                       approver sees the candidates and totals per currency and per source.
+                       approver sees the candidates and totals per currency and per source. The
+                       kernel approves by itself when the tenant's ApprovalPolicy needs nobody
+                       for these totals (never, or within its threshold).
 3. applyWriteOffs      enqueues a Celery group of chunk tasks on the io queue (after commit).
 4. awaitingWriteOffs   a short durable timer; then
    checkComplete       done when no candidate is pending in PostgreSQL, else re-arms the timer
@@ -17,13 +19,20 @@ Started by beat at WRITEOFF_RUN_HOUR (business time) once per tenant and busines
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 
-from journeys.definition import Approval, Journey, StepContext, Succeed, Task, Timer, register
-from journeys.models import JourneyTimer
-from journeys.policies import approval_required
+from journeys.public import (
+    Approval,
+    Journey,
+    JourneyTimer,
+    Policy,
+    StepContext,
+    Succeed,
+    Task,
+    Timer,
+    register,
+)
 from writeoffs import services
 
 
@@ -34,12 +43,7 @@ def _business_date(ctx: StepContext) -> date:
 def find_candidates(ctx: StepContext) -> str:
     summary = services.writeoff_find_candidates(run_pk=ctx.run_pk, tenant_id=ctx.tenant_id, business_date=_business_date(ctx))
     ctx.context["candidates"] = summary
-    if summary["count"] == 0:
-        return "empty"
-    totals = {currency: Decimal(total) for currency, total in summary["totalsByCurrency"].items()}
-    needed = approval_required(tenant_id=ctx.tenant_id, journey_name=services.JOURNEY_NAME, totals_by_currency=totals)
-    ctx.context["approvalRequired"] = needed
-    return "approval" if needed else "apply"
+    return "empty" if summary["count"] == 0 else "approval"
 
 
 def approval_summary(context: dict) -> dict:
@@ -81,12 +85,13 @@ daily_write_off = register(
         name=services.JOURNEY_NAME,
         start="findCandidates",
         states=[
-            Task("findCandidates", find_candidates, routes={"approval": "awaitApproval", "apply": "applyWriteOffs", "empty": "report"}),
+            Task("findCandidates", find_candidates, routes={"approval": "awaitApproval", "empty": "report"}),
             Approval(
                 "awaitApproval",
                 step_id="approveWriteOff",
                 routes={"APPROVED": "applyWriteOffs", "REJECTED": "discard"},
                 summary=approval_summary,
+                policy=Policy(amounts=lambda context: context["candidates"]["totalsByCurrency"]),
             ),
             Task("applyWriteOffs", apply_writeoffs, next=services.WAIT_STATE),
             Timer(services.WAIT_STATE, due_at=poll_due, next="checkComplete"),
