@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import structlog
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from audit.actors import Actor
@@ -49,8 +49,11 @@ log = structlog.get_logger(__name__)
 # large enough that per-statement overhead vanishes, small enough that a transaction holds its
 # locks for well under a second and a failure redoes little.
 BUILD_CHUNK = 1000
-# Consolidated invoices per email task: each renders a PDF (~10 ms), so a task stays around a second.
-SEND_CHUNK = 50
+# Consolidated invoices per chunk of the journey's sendInvoices Map: each renders a PDF and waits on
+# SMTP, so a chunk of a few stays well inside the step lease and a retried chunk resends nothing sent.
+SEND_CHUNK = 5
+# Send chunks of one run in flight at once (the io queue's other work keeps its share).
+SEND_CHUNKS_IN_FLIGHT = 4
 
 
 class CustomerNotEnabled(Conflict):
@@ -379,8 +382,9 @@ def _refresh_drafts(*, run_pk: int) -> None:
 def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date | None = None) -> int:
     """The run's drafts become PENDING: checked against their sources first (a total is what the
     sources still owe; a draft whose sources owe nothing is cancelled), numbered per period without
-    gaps, dated, due after the tenant's payment terms, and emailed (with a PDF) after commit. From
-    then on each source changes only through its consolidated invoice. Returns how many were issued."""
+    gaps, dated and due after the tenant's payment terms (the journey's sendInvoices step emails
+    them). From then on each source changes only through its consolidated invoice. Returns how many
+    were issued."""
     from invoicing.services import invoices_mark_consolidated
 
     issued_on = issue_date or business_today()
@@ -424,17 +428,18 @@ def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date 
             )
         )
         invoices_mark_consolidated(marks=marks, actor=actor)
-        _enqueue_sends(ids)
     log.info("consolidation.issued", tenant=tenant.pk, run=run_pk, count=len(ids))
     return len(ids)
 
 
-def _enqueue_sends(ids: list[int]) -> None:
-    from consolidation.tasks import send_consolidated_invoices
-
-    for offset in range(0, len(ids), SEND_CHUNK):
-        chunk = ids[offset : offset + SEND_CHUNK]
-        transaction.on_commit(lambda chunk=chunk: send_consolidated_invoices.delay(chunk))
+def consolidated_unsent_ids(*, run_pk: int) -> list[int]:
+    """The run's issued consolidated invoices not emailed yet: the sendInvoices Map's input."""
+    return list(
+        ConsolidatedInvoice.objects.filter(journey_run_id=run_pk, sent_at__isnull=True)
+        .exclude(status__in=(ConsolidatedStatus.DRAFT, ConsolidatedStatus.CANCELLED))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 # --- Sending -------------------------------------------------------------------------------------

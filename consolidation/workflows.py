@@ -8,7 +8,9 @@ trigger or generate), consolidating the invoices of every customer whose billing
     awaitApproval     step `approveConsolidation` (finance approver, not the preparer); the kernel
                       approves by itself when the tenant's ApprovalPolicy needs nobody (never, or
                       within its threshold)
-    issue             drafts → PENDING: numbered, due after the payment terms, emailed with a PDF
+    issue             drafts → PENDING: numbered, due after the payment terms
+    sendInvoices      the kernel's Map state: each issued invoice emailed once with its PDF, a few
+                      per chunk task on the io queue, a failed chunk retried with backoff
     discard           rejected: drafts cancelled, their sources released for a later period
 """
 
@@ -18,7 +20,7 @@ from datetime import date
 
 from billing.models import Tenant
 from consolidation import selectors, services
-from journeys.public import Approval, Journey, Policy, Succeed, Task, register
+from journeys.public import Approval, Journey, Map, Policy, Succeed, Task, register
 
 
 def _day(ctx) -> date:
@@ -54,6 +56,18 @@ def issue(ctx) -> None:
     ctx.context["issued"] = services.drafts_issue(run_pk=ctx.run_pk, tenant=tenant, actor=ctx.actor)
 
 
+def unsent(ctx) -> list[int]:
+    return services.consolidated_unsent_ids(run_pk=ctx.run_pk)
+
+
+def send_chunk(ctx, consolidated_invoice_ids: list[int]) -> dict:
+    """One chunk: each invoice emailed once (one sent before a retry is not sent again)."""
+    sent = sum(
+        services.consolidated_invoice_send(consolidated_invoice_id=pk, actor=ctx.actor) for pk in consolidated_invoice_ids
+    )
+    return {"sent": sent}
+
+
 def discard(ctx) -> None:
     ctx.context["discarded"] = services.drafts_discard(run_pk=ctx.run_pk, actor=ctx.actor)
 
@@ -87,7 +101,16 @@ daily_consolidation = register(
                 summary=_summary,
                 policy=Policy(amounts=lambda context: context["drafts"]["totalsByCurrency"]),
             ),
-            Task("issue", issue, next="issued"),
+            Task("issue", issue, next="sendInvoices"),
+            Map(
+                "sendInvoices",
+                items=unsent,
+                fn=send_chunk,
+                chunk_size=services.SEND_CHUNK,
+                concurrency=services.SEND_CHUNKS_IN_FLIGHT,
+                queue="io",
+                next="issued",
+            ),
             Task("discard", discard, next="rejected"),
             Succeed("issued", output=lambda c: {"status": "ISSUED", "issued": c.get("issued", 0), **_summary(c)}),
             Succeed("rejected", output=lambda c: {"status": "REJECTED", "discarded": c.get("discarded", 0)}),

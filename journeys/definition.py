@@ -119,6 +119,30 @@ class Timer(State):
 
 
 @dataclass(frozen=True)
+class Map(State):
+    """Fan-out: `items(ctx)` (a list of JSON values, ids say) is split into chunks of `chunk_size`
+    (an int or `fn(ctx)`), rows the kernel owns; each chunk runs `fn(ctx, items)` as a task on
+    `queue`, at most `concurrency` at a time. A chunk whose function raises is retried with backoff
+    up to `max_attempts`, then failed. When every chunk has an outcome the run moves on: to
+    `routes["failed"]` if one failed and that route exists, else to `next`. The chunks' results are
+    in `context["maps"][state]`. A chunk's function sees the context read-only (chunks run in
+    parallel), does its work in its own idempotent transactions (it may run again after a crash)
+    and should finish within the step lease (JOURNEY_STEP_LEASE_SECONDS)."""
+
+    items: Callable[[StepContext], list] = None  # type: ignore[assignment]
+    fn: Callable[[StepContext, list], Any] = None  # type: ignore[assignment]
+    chunk_size: int | Callable[[StepContext], int] = 10
+    concurrency: int = 8
+    queue: str | None = None
+    max_attempts: int = 3
+    next: str = ""
+    routes: Mapping[str, str] = field(default_factory=dict)
+
+    def route(self, outcome: str | None) -> str | None:
+        return self.routes.get(outcome or "ok", self.next)
+
+
+@dataclass(frozen=True)
 class Succeed(State):
     output: Callable[[dict], dict] = lambda context: {}
 
@@ -178,6 +202,8 @@ class Journey:
                 targets = list(state.routes.values())
             elif isinstance(state, Timer):
                 targets = [state.next]
+            elif isinstance(state, Map):
+                targets = [state.next, *state.routes.values()]
             for target in targets:
                 if target is not None and target not in self._by_id:
                     raise ValueError(f"journey {self.name}: {state.id} routes to unknown state {target!r}")

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Count, Exists, Q
 from django.utils import timezone
 from psycopg.pq import TransactionStatus
 
@@ -30,8 +31,27 @@ from audit.context import audited
 from core.db import violated_constraint
 from core.errors import ApplicationError, Conflict, NotFound
 from journeys import leases, runrow
-from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
-from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer, Phase, WaitKind
+from journeys.definition import (
+    Approval,
+    Fail,
+    Journey,
+    Map,
+    State,
+    StepContext,
+    Succeed,
+    Task,
+    Timer,
+    get_journey,
+)
+from journeys.models import (
+    JourneyApproval,
+    JourneyChunk,
+    JourneyRun,
+    JourneyStep,
+    JourneyTimer,
+    Phase,
+    WaitKind,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -189,7 +209,7 @@ def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> T
     run.attempt = 0
     run.lease_until = None
     follow = None
-    if isinstance(target, Task):
+    if isinstance(target, Task | Map):  # a Map's first step splits its input (a message like a Task's)
         run.waiting_for = WaitKind.TASK
         run.dispatched_at = now
         follow = target
@@ -533,6 +553,11 @@ def _execute(
         return StepResult("skipped")
     journey = _journey(run)  # an unknown journey or state is the caller's error: it raises
     task = journey.state(state_id)
+    if isinstance(task, Map):
+        try:
+            return _split(run, journey, task, actor=actor, started_at=started_at)
+        except Exception as exc:  # noqa: BLE001 - splitting fails like any step
+            return _step_failed(run.pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=True)
     if not isinstance(task, Task):
         return StepResult("skipped")
     segment = _SEGMENT.get()
@@ -553,6 +578,204 @@ def _execute(
         return _step_failed(
             run.pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=task.transactional
         )
+
+
+# --- Map (fan-out) --------------------------------------------------------------------------------
+# Backoff before a failed chunk's next attempt (seconds); recovery re-enqueues it should the
+# countdown's message be lost.
+CHUNK_RETRY_DELAYS = (2, 10, 30)
+
+
+def _send_chunk(chunk_pk: int, state: Map, countdown: int | None = None) -> None:
+    from journeys.tasks import run_chunk
+
+    options = {"queue": state.queue} if state.queue else {}
+    run_chunk.apply_async(args=[chunk_pk], countdown=countdown, **options)
+
+
+def _split(run: JourneyRun, journey: Journey, state: Map, *, actor: Actor, started_at: datetime) -> StepResult:
+    """A Map state's first step: its input as chunk rows, the first `concurrency` of them enqueued
+    after commit, the run waiting on them. Under the run's lock, once: a duplicate finds it done."""
+    with audited(actor=actor, reason=f"step {state.id}"):
+        locked = JourneyRun.objects.select_for_update().filter(pk=run.pk).first()
+        if (
+            locked is None
+            or locked.phase != Phase.RUNNING
+            or locked.current_state != state.id
+            or locked.waiting_for != WaitKind.TASK
+        ):
+            return StepResult("skipped")
+        ctx = _step_context(locked, actor)
+        items = list(state.items(ctx))
+        size = state.chunk_size(ctx) if callable(state.chunk_size) else state.chunk_size
+        size = max(1, int(size))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        locked.context = ctx.context
+        locked.context.setdefault("maps", {})[state.id] = {"items": len(items), "chunks": len(chunks)}
+        if not chunks:
+            _advance(locked, journey, state, None, started_at=started_at)
+            return StepResult("done")
+        now = timezone.now()
+        created = JourneyChunk.objects.bulk_create(
+            JourneyChunk(
+                run=locked,
+                state=state.id,
+                index=index,
+                items=chunk,
+                dispatched_at=now if index < state.concurrency else None,
+            )
+            for index, chunk in enumerate(chunks)
+        )
+        locked.waiting_for = WaitKind.MAP
+        locked.dispatched_at = now
+        locked.save()
+        first = [chunk.pk for chunk in created[: state.concurrency]]
+        transaction.on_commit(lambda: [_send_chunk(pk, state) for pk in first])
+    log.info("journey.map_split", run=locked.journey_id, state=state.id, items=len(items), chunks=len(chunks))
+    return StepResult("done")
+
+
+_CLAIM_CHUNK_SQL = """
+UPDATE journeys_journeychunk AS c
+SET status = 'running', attempt = c.attempt + 1, lease_until = now() + %s, due_at = NULL
+FROM journeys_journeyrun AS r
+WHERE c.id = %s AND c.status = 'pending' AND (c.due_at IS NULL OR c.due_at <= now())
+  AND r.id = c.run_id AND r.phase = 'RUNNING' AND r.current_state = c.state AND r.waiting_for = 'map'
+RETURNING c.run_id, c.state, c.index, c.attempt
+"""
+
+
+def execute_chunk(*, chunk_pk: int, actor: Actor) -> StepResult:
+    """Run one chunk of a Map state, at most once at a time (a lease): claim it, run its function,
+    record its outcome, enqueue the next chunk waiting for a slot, and move the run on when every
+    chunk has an outcome. A duplicate or early message, or a cancelled run, does nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_CHUNK_SQL, [leases.step_lease(), chunk_pk])
+        row = cursor.fetchone()
+    if row is None:
+        return StepResult("skipped")
+    run_pk, state_id, index, attempt = row
+    run = runrow.read(run_pk)
+    journey = _journey(run)
+    state = journey.state(state_id)
+    items = JourneyChunk.objects.values_list("items", flat=True).get(pk=chunk_pk)
+    try:
+        result = state.fn(_step_context(run, actor), items)
+    except Exception as exc:  # noqa: BLE001 - a chunk's failure is recorded on the chunk
+        log.warning("journey.chunk_failed", run=run.journey_id, state=state_id, chunk=index, error=repr(exc))
+        return _chunk_outcome(run_pk, journey, state, chunk_pk, attempt, actor=actor, error=exc)
+    return _chunk_outcome(run_pk, journey, state, chunk_pk, attempt, actor=actor, result=result)
+
+
+def _chunk_outcome(
+    run_pk: int,
+    journey: Journey,
+    state: Map,
+    chunk_pk: int,
+    attempt: int,
+    *,
+    actor: Actor,
+    result: Any = None,
+    error: Exception | None = None,
+) -> StepResult:
+    """Record a chunk's attempt under the run's lock (which orders the chunks' fan-in)."""
+    now = timezone.now()
+    with audited(actor=actor, reason=f"step {state.id}: chunk"):
+        locked = JourneyRun.objects.select_for_update().get(pk=run_pk)
+        chunk = JourneyChunk.objects.filter(pk=chunk_pk, status=JourneyChunk.Status.RUNNING, attempt=attempt)
+        if error is None:
+            updated = chunk.update(
+                status=JourneyChunk.Status.SUCCEEDED, result=result, lease_until=None, error="", finished_at=now
+            )
+            status = "done"
+        elif attempt < state.max_attempts:
+            delay = CHUNK_RETRY_DELAYS[min(attempt, len(CHUNK_RETRY_DELAYS)) - 1]
+            updated = chunk.update(
+                status=JourneyChunk.Status.PENDING,
+                lease_until=None,
+                due_at=now + timedelta(seconds=delay),
+                dispatched_at=now,
+                error=traceback.format_exc()[-4000:],
+            )
+            if updated:
+                transaction.on_commit(lambda: _send_chunk(chunk_pk, state, countdown=delay))
+            return StepResult("retry" if updated else "skipped", retry_in=delay)
+        else:
+            updated = chunk.update(
+                status=JourneyChunk.Status.FAILED,
+                lease_until=None,
+                error=traceback.format_exc()[-4000:],
+                finished_at=now,
+            )
+            status = "failed"
+        if not updated:
+            return StepResult("skipped")  # recovery handed the chunk on meanwhile
+        _next_chunk_or_move_on(locked, journey, state, now)
+    return StepResult(status)
+
+
+def _next_chunk_or_move_on(locked: JourneyRun, journey: Journey, state: Map, now: datetime) -> None:
+    """After a chunk's outcome (the run locked): give its slot to the next chunk waiting, and move
+    the run on if none of the state's chunks is left without an outcome (a conditional update)."""
+    if locked.phase != Phase.RUNNING or locked.current_state != state.id or locked.waiting_for != WaitKind.MAP:
+        return
+    chunks = JourneyChunk.objects.filter(run=locked, state=state.id)
+    waiting = chunks.filter(status=JourneyChunk.Status.PENDING, dispatched_at__isnull=True).order_by("index").first()
+    if waiting is not None:
+        chunks.filter(pk=waiting.pk).update(dispatched_at=now)
+        transaction.on_commit(lambda: _send_chunk(waiting.pk, state))
+        return
+    open_chunks = chunks.filter(status__in=(JourneyChunk.Status.PENDING, JourneyChunk.Status.RUNNING))
+    moved = (
+        JourneyRun.objects.filter(pk=locked.pk, current_state=state.id, waiting_for=WaitKind.MAP)
+        .exclude(Exists(open_chunks))
+        .update(waiting_for=WaitKind.TASK)
+    )
+    if not moved:
+        return
+    counts = dict(chunks.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    results = list(chunks.order_by("index").values_list("result", flat=True))
+    failed = counts.get(JourneyChunk.Status.FAILED, 0)
+    locked.context.setdefault("maps", {})[state.id] = {
+        **locked.context.get("maps", {}).get(state.id, {}),
+        "succeeded": counts.get(JourneyChunk.Status.SUCCEEDED, 0),
+        "failed": failed,
+        "results": results,
+    }
+    started_at = chunks.order_by("created_at").values_list("created_at", flat=True).first() or now
+    _advance(locked, journey, state, "failed" if failed else None, started_at=started_at)
+
+
+def chunks_recover(*, now: datetime | None = None) -> int:
+    """Hand on chunks whose worker died (lapsed lease) or whose message was lost (dispatched long
+    ago, still pending); each claim is conditional, so a chunk is never run twice at once."""
+    now = now or timezone.now()
+    stalled_before = now - stall_after()
+    live = Q(run__phase=Phase.RUNNING, run__waiting_for=WaitKind.MAP)
+    lapsed = Q(status=JourneyChunk.Status.RUNNING, lease_until__lt=now)
+    lost = Q(status=JourneyChunk.Status.PENDING, dispatched_at__lt=stalled_before) & (
+        Q(due_at__isnull=True) | Q(due_at__lt=stalled_before)
+    )
+    count = 0
+    for chunk in JourneyChunk.objects.filter(live & (lapsed | lost)).select_related("run").only(
+        "pk", "state", "status", "run__journey_name"
+    )[:1000]:
+        journey = get_journey(chunk.run.journey_name)
+        if journey is None:
+            continue
+        with transaction.atomic():
+            touched = (
+                JourneyChunk.objects.filter(pk=chunk.pk, status=chunk.status)
+                .filter(lapsed | lost)
+                .update(status=JourneyChunk.Status.PENDING, lease_until=None, due_at=None, dispatched_at=now)
+            )
+            if touched:
+                state = journey.state(chunk.state)
+                transaction.on_commit(lambda pk=chunk.pk, state=state: _send_chunk(pk, state))
+                count += 1
+    if count:
+        log.warning("journey.recovered_chunks", count=count)
+    return count
 
 
 def step_failure(state_id: str, exc: BaseException, *, attempts: int) -> dict[str, str]:
@@ -783,4 +1006,4 @@ def runs_recover_stalled(*, now: datetime | None = None) -> int:
                 count += 1
     if count:
         log.warning("journey.recovered_stalled", count=count)
-    return count
+    return count + chunks_recover(now=now)

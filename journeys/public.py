@@ -16,6 +16,7 @@ from journeys.definition import (
     Configure,
     Fail,
     Journey,
+    Map,
     Policy,
     StepContext,
     Succeed,
@@ -27,12 +28,7 @@ from journeys.definition import (
 )
 from journeys.engine import run_cancel, run_start, set_decider_check
 from journeys.leases import step_lease
-from journeys.models import (
-    ApprovalPolicy,
-    JourneyRun,
-    JourneyTimer,
-    Phase,
-)  # JourneyTimer: until the write-off runs on Map
+from journeys.models import ApprovalPolicy, JourneyRun, Phase
 from journeys.occurrences import InvalidInterval, parse_interval
 from journeys.policies import approval_required
 from journeys.scheduling import schedule_configure
@@ -46,7 +42,7 @@ __all__ = [
     "InvalidInterval",
     "Journey",
     "JourneyRun",
-    "JourneyTimer",
+    "Map",
     "Phase",
     "Policy",
     "StepContext",

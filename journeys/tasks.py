@@ -18,6 +18,13 @@ def run_step(self, run_pk: int, state_id: str, seen: dict | None = None) -> str:
     return result.status
 
 
+@shared_task(name="journeys.run_chunk", bind=True)
+def run_chunk(self, chunk_pk: int) -> str:
+    """Run one chunk of a Map state; a duplicate or early delivery does nothing (the kernel retries
+    a failed chunk itself, with backoff)."""
+    return engine.execute_chunk(chunk_pk=chunk_pk, actor=Actor.for_task(self.name, self.request.id)).status
+
+
 @shared_task(name="journeys.fire_schedule", bind=True)
 def fire_schedule(self, schedule_id: int) -> int:
     """Start the due occurrences of one schedule, each exactly once."""

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from journeys.definition import Journey, Succeed, Task, register
+from journeys.definition import Journey, Map, Succeed, Task, register
 
 
 def _mark(ctx, name: str) -> None:
@@ -19,6 +19,7 @@ def _mark(ctx, name: str) -> None:
 
     Customer.objects.create(tenant_id=ctx.tenant_id, name=f"{name} {ctx.journey_id}", currency="EUR")
     ctx.context.setdefault("tasks", {})[name] = ctx.actor.id
+    ctx.context.setdefault("pids", {})[name] = os.getpid()
 
 
 def first(ctx) -> None:
@@ -75,6 +76,48 @@ routing = register(
                 for i in range(1, ROUTE_STEPS + 1)
             ),
             Succeed("done"),
+        ],
+    )
+)
+
+
+# --- A Map (fan-out) journey -------------------------------------------------------------------------
+def work_items(ctx, items) -> dict:
+    """One chunk: a customer row per item (get_or_create: a chunk run again adds nothing); an item
+    the run names in `fail_items` raises as many times as `fail_times` says (counted in a row)."""
+    from billing.models import Customer
+
+    for item in items:
+        if item in ctx.context.get("fail_items", []):
+            marker, _ = Customer.objects.get_or_create(
+                tenant_id=ctx.tenant_id, name=f"failures {item} {ctx.journey_id}", defaults={"currency": "EUR"}
+            )
+            failures = int(marker.email or 0)
+            if failures < ctx.context.get("fail_times", 99):
+                Customer.objects.filter(pk=marker.pk).update(email=str(failures + 1))
+                raise RuntimeError(f"item {item} is down")
+    for item in items:
+        Customer.objects.get_or_create(tenant_id=ctx.tenant_id, name=f"item {item} {ctx.journey_id}", defaults={"currency": "EUR"})
+    return {"items": len(items)}
+
+
+mapped = register(
+    Journey(
+        name="kernel-map",
+        start="fan",
+        states=[
+            Map(
+                "fan",
+                items=lambda ctx: ctx.context["items"],
+                fn=work_items,
+                chunk_size=lambda ctx: ctx.context.get("chunk", 3),
+                concurrency=2,
+                queue="io",
+                next="done",
+                routes={"failed": "someFailed"},
+            ),
+            Succeed("done", output=lambda c: {"status": "DONE"}),
+            Succeed("someFailed", output=lambda c: {"status": "SOME_FAILED"}),
         ],
     )
 )

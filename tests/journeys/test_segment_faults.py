@@ -18,37 +18,13 @@ from audit.actors import Actor
 from billing.models import Customer
 from journeys import engine
 from journeys.models import JourneyRun, JourneyStep
-from tests.conftest import subprocess_env, suite_database_url, terminate_other_sessions, wait_for
+from tests.conftest import wait_for
 from tests.journeys import segments  # noqa: F401 - registers the journeys this process starts
-from tests.stack import CeleryProcesses, PrivateRedis, publishing_to
+from tests.stack import publishing_to
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
 ACTOR = Actor.system("tests")
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def celery_processes(tmp_path, private_redis):
-    env = subprocess_env(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        SECRET_KEY="fault-tests-secret-key-ledgerflow-0123456789abcdefghijklmnop",
-        DATABASE_URL=suite_database_url(),
-        REDIS_URL=private_redis.url,
-        CELERY_BROKER_URL=private_redis.url,
-        EMAIL_URL="dummymail://",
-    )
-    processes = CeleryProcesses(tmp_path, env, app="tests.journeys.segment_app")
-    yield processes
-    processes.kill_all()
-    terminate_other_sessions()
 
 
 def _effects(run: JourneyRun) -> Counter:
@@ -61,7 +37,7 @@ def _effects(run: JourneyRun) -> Counter:
 
 @pytest.mark.parametrize("kill", ["pool-process", "whole-worker"])
 def test_worker_killed_between_two_checkpoints_resumes_after_the_last_committed_step(
-    kill, tenant_a, tmp_path, private_redis, celery_processes, settings
+    kill, tenant_a, tmp_path, private_redis, segment_processes, settings
 ):
     # given a run whose segment (first → second → third on the default queue) a worker runs, and
     # whose second step blocks after telling us which process runs it
@@ -75,11 +51,11 @@ def test_worker_killed_between_two_checkpoints_resumes_after_the_last_committed_
             actor=ACTOR,
             context={"signal": str(signal_file), "block": str(block_file)},
         )
-        worker = celery_processes.worker()
+        worker = segment_processes.worker()
         try:
             wait_for(signal_file.exists, timeout=60)
         except AssertionError:
-            pytest.fail(f"the second step never ran\n{celery_processes.logs()}")
+            pytest.fail(f"the second step never ran\n{segment_processes.logs()}")
         inside = json.loads(signal_file.read_text())
         run.refresh_from_db()
         # the first step's checkpoint is committed; the second's work is not
@@ -89,8 +65,8 @@ def test_worker_killed_between_two_checkpoints_resumes_after_the_last_committed_
         if kill == "pool-process":
             os.kill(inside["pid"], signal.SIGKILL)  # the worker itself puts the message back
         else:
-            celery_processes.kill(worker)  # the message stays unacknowledged (an hour, in Redis)
-            celery_processes.worker()
+            segment_processes.kill(worker)  # the message stays unacknowledged (an hour, in Redis)
+            segment_processes.worker()
         block_file.unlink()
 
         def finished() -> bool:
@@ -102,7 +78,7 @@ def test_worker_killed_between_two_checkpoints_resumes_after_the_last_committed_
             wait_for(finished, timeout=60, interval=0.5)
         except AssertionError:
             run.refresh_from_db()
-            pytest.fail(f"run stuck at {run.current_state} ({run.phase})\n{celery_processes.logs()}")
+            pytest.fail(f"run stuck at {run.current_state} ({run.phase})\n{segment_processes.logs()}")
 
     # then every step's work was done exactly once, the first one never again
     run.refresh_from_db()
