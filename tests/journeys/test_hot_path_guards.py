@@ -160,6 +160,7 @@ def test_the_fast_path_reaches_the_same_outcome_as_the_reference_path(tenant_a):
         journey = _journey(specs)
         expected_state, expected_context, expected_visits = _reference(journey, {"x": x})
 
+        before = django_settings.JOURNEY_SEGMENT_STEPS
         django_settings.JOURNEY_SEGMENT_STEPS = segment_steps
         try:
             run, _ = engine.run_start(journey_name=journey.name, tenant=tenant_a.tenant, actor=ACTOR, context={"x": x})
@@ -170,7 +171,7 @@ def test_the_fast_path_reaches_the_same_outcome_as_the_reference_path(tenant_a):
                     break
                 engine.execute_segment(run_pk=run.pk, state_id=current.current_state, actor=ACTOR)
         finally:
-            del django_settings.JOURNEY_SEGMENT_STEPS
+            django_settings.JOURNEY_SEGMENT_STEPS = before
 
         run.refresh_from_db()
         assert (run.phase, run.current_state) == ("SUCCEEDED", expected_state)
