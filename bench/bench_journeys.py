@@ -30,13 +30,23 @@ def noop(ctx) -> None:
     """A step that does nothing: what remains is the kernel's own cost."""
 
 
-def _steps(name: str, count: int) -> Journey:
+def one_query(ctx) -> None:
+    """A step whose work sends one query (a primary-key read): the step then runs under the run's lock."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM billing_tenant WHERE id = %s", [ctx.tenant_id])
+        cursor.fetchone()
+
+
+def _steps(name: str, count: int, fn=noop) -> Journey:
     ids = [f"step{i}" for i in range(1, count + 1)]
-    states = [Task(ids[i], noop, next=ids[i + 1] if i + 1 < count else "done") for i in range(count)]
+    states = [Task(ids[i], fn, next=ids[i + 1] if i + 1 < count else "done") for i in range(count)]
     return register(Journey(name=name, start=ids[0], states=[*states, Succeed("done")]))
 
 
 TEN_STEPS = _steps("bench-ten-steps", 10)
+TEN_QUERY_STEPS = _steps("bench-ten-query-steps", 10, one_query)
 THREE_STEPS = _steps("bench-three-steps", 3)
 
 

@@ -258,6 +258,10 @@ CELERY_BEAT_SCHEDULE = {
 # dispatched step may go unclaimed before it is presumed lost in transit. Fault tests shorten both.
 JOURNEY_STEP_LEASE_SECONDS = env.int("JOURNEY_STEP_LEASE_SECONDS", default=90)
 JOURNEY_STALL_AFTER_SECONDS = env.int("JOURNEY_STALL_AFTER_SECONDS", default=60)
+# A segment (consecutive journey steps on one queue, run in one task) hands the run back to the
+# queue after this long or this many steps (journeys.engine.SEGMENT_SECONDS, SEGMENT_STEPS).
+JOURNEY_SEGMENT_SECONDS = env.float("JOURNEY_SEGMENT_SECONDS", default=1.0)
+JOURNEY_SEGMENT_STEPS = env.int("JOURNEY_SEGMENT_STEPS", default=50)
 # How often beat ticks each journey schedule; an occurrence starts at most this late.
 JOURNEY_SCHEDULE_TICK_SECONDS = env.int("JOURNEY_SCHEDULE_TICK_SECONDS", default=10)
 # Celery's Django fixup closes the database connection after every task unless told otherwise:

@@ -20,7 +20,7 @@ from consolidation.periods import key_start_range
 from core.api.serializers import PlainIntegerField, StrictSerializer, TenantScopedPrimaryKeyRelatedField
 from core.api.views import TenantScopedViewSet
 from core.errors import NotFound
-from journeys import selectors as journey_selectors
+from journeys.public import run_status
 from reconciliation.models import BankEntry
 
 
@@ -160,7 +160,7 @@ class SchedulerTriggerView(APIView):
     def post(self, request):
         """Start today's consolidation journey for the caller's tenant now."""
         run = services.consolidation_trigger(tenant=request.tenant, actor=Actor.for_request(request), user=request.user)
-        return Response(journey_selectors.run_status(run), status=status.HTTP_202_ACCEPTED)
+        return Response(run_status(run), status=status.HTTP_202_ACCEPTED)
 
 
 class CustomerSettingsSerializer(StrictSerializer):

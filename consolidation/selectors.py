@@ -121,8 +121,7 @@ def scheduler_status(*, tenant) -> dict:
     """The daily run's beat entry and this tenant's last run, shaped like the old scheduler status."""
     from django_celery_beat.models import PeriodicTask
 
-    from journeys.leases import step_lease
-    from journeys.models import JourneyRun
+    from journeys.public import JourneyRun, step_lease
 
     entry = PeriodicTask.objects.filter(name=DAILY_TASK).select_related("crontab").first()
     last = JourneyRun.objects.filter(tenant=tenant, journey_name=JOURNEY_NAME).order_by("-id").first()

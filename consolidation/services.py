@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import structlog
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from audit.actors import Actor
@@ -43,6 +43,7 @@ from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO
 from core.timezones import business_today
 from invoicing.models import Invoice
+from journeys.public import run_start
 
 if TYPE_CHECKING:
     from reconciliation.models import BankEntry
@@ -53,8 +54,11 @@ log = structlog.get_logger(__name__)
 # large enough that per-statement overhead vanishes, small enough that a transaction holds its
 # locks for well under a second and a failure redoes little.
 BUILD_CHUNK = 1000
-# Consolidated invoices per email task: each renders a PDF (~10 ms), so a task stays around a second.
-SEND_CHUNK = 50
+# Consolidated invoices per chunk of the journey's sendInvoices Map: each renders a PDF and waits on
+# SMTP, so a chunk of a few stays well inside the step lease and a retried chunk resends nothing sent.
+SEND_CHUNK = 5
+# Send chunks of one run in flight at once (the io queue's other work keeps its share).
+SEND_CHUNKS_IN_FLIGHT = 4
 
 
 class CustomerNotEnabled(Conflict):
@@ -402,8 +406,9 @@ def _refresh_drafts(*, run_pk: int) -> None:
 def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date | None = None) -> int:
     """The run's drafts become PENDING: checked against their sources first (a total is what the
     sources still owe; a draft whose sources owe nothing is cancelled), numbered per period without
-    gaps, dated, due after the tenant's payment terms, and emailed (with a PDF) after commit. From
-    then on each source changes only through its consolidated invoice. Returns how many were issued."""
+    gaps, dated and due after the tenant's payment terms (the journey's sendInvoices step emails
+    them). From then on each source changes only through its consolidated invoice. Returns how many
+    were issued."""
     from invoicing.services import invoices_mark_consolidated
 
     issued_on = issue_date or business_today()
@@ -447,17 +452,18 @@ def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date 
             )
         )
         invoices_mark_consolidated(marks=marks, actor=actor)
-        _enqueue_sends(ids)
     log.info("consolidation.issued", tenant=tenant.pk, run=run_pk, count=len(ids))
     return len(ids)
 
 
-def _enqueue_sends(ids: list[int]) -> None:
-    from consolidation.tasks import send_consolidated_invoices
-
-    for offset in range(0, len(ids), SEND_CHUNK):
-        chunk = ids[offset : offset + SEND_CHUNK]
-        transaction.on_commit(lambda chunk=chunk: send_consolidated_invoices.delay(chunk))
+def consolidated_unsent_ids(*, run_pk: int) -> list[int]:
+    """The run's issued consolidated invoices not emailed yet: the sendInvoices Map's input."""
+    return list(
+        ConsolidatedInvoice.objects.filter(journey_run_id=run_pk, sent_at__isnull=True)
+        .exclude(status__in=(ConsolidatedStatus.DRAFT, ConsolidatedStatus.CANCELLED))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 # --- Sending -------------------------------------------------------------------------------------
@@ -611,12 +617,10 @@ def consolidated_invoices_mark_overdue(*, actor: Actor, today: date | None = Non
 # --- Starting runs -------------------------------------------------------------------------------
 def daily_runs_start(*, actor: Actor, now: datetime | None = None) -> int:
     """One run per tenant with a customer due on today's business date; twice starts nothing more."""
-    from journeys import engine
-
     day = business_today(now)
     started = 0
     for tenant in Tenant.objects.filter(pk__in=selectors.tenants_due(day=day)).order_by("pk"):
-        _, created = engine.run_start(
+        _, created = run_start(
             journey_name=JOURNEY_NAME,
             tenant=tenant,
             actor=actor,
@@ -632,10 +636,8 @@ def daily_runs_start(*, actor: Actor, now: datetime | None = None) -> int:
 def consolidation_trigger(*, tenant: Tenant, actor: Actor, user=None, now: datetime | None = None):
     """Start the daily journey for this tenant now (operator's trigger). Anything already
     consolidated stays so: a second trigger finds nothing left to build."""
-    from journeys import engine
-
     day = business_today(now)
-    run, _ = engine.run_start(
+    run, _ = run_start(
         journey_name=JOURNEY_NAME,
         tenant=tenant,
         actor=actor,
@@ -660,8 +662,6 @@ def consolidated_generate(
 
     Raises CustomerNotEnabled, PeriodAlreadyConsolidated or NoInvoicesInPeriod; then nothing is written.
     """
-    from journeys import engine
-
     settings_row = CustomerBillingPeriod.objects.filter(customer=customer).first()
     if settings_row is None or not settings_row.enabled or settings_row.kyc_status != KycStatus.APPROVED:
         raise CustomerNotEnabled(
@@ -699,7 +699,7 @@ def consolidated_generate(
     with audited(actor=actor, reason="consolidation generated"):
         if (existing := already()) is not None:
             refuse_existing(existing)
-        run, _ = engine.run_start(
+        run, _ = run_start(
             journey_name=JOURNEY_NAME,
             tenant=customer.tenant,
             actor=actor,

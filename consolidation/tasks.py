@@ -20,7 +20,8 @@ def start_daily_runs(self) -> int:
     max_retries=5,
 )
 def send_consolidated_invoices(self, consolidated_invoice_ids: list[int]) -> int:
-    """Email each issued consolidated invoice of the chunk once (with its PDF)."""
+    """Email each issued consolidated invoice of the chunk once (with its PDF). The journey sends
+    through its sendInvoices Map state now; this task serves messages enqueued before that."""
     actor = Actor.for_task(self.name, self.request.id)
     return sum(
         services.consolidated_invoice_send(consolidated_invoice_id=pk, actor=actor) for pk in consolidated_invoice_ids

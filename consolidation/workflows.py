@@ -4,9 +4,13 @@ trigger or generate), consolidating the invoices of every customer whose billing
     selectCustomers   enabled, KYC-approved customers whose period (or final period) ends today
     buildDrafts       per chunk of customers, one transaction: drafts, a line per source invoice
                       (the "included" mark), totals and aggregates — set-based SQL (leased step)
-    decideApproval    the tenant's ApprovalPolicy for this journey: always / never / above a threshold
-    awaitApproval     step `approveConsolidation` (finance approver, not the preparer)
-    issue             drafts → PENDING: numbered, due after the payment terms, emailed with a PDF
+    decideApproval    the drafts' totals; none → nothingToDo
+    awaitApproval     step `approveConsolidation` (finance approver, not the preparer); the kernel
+                      approves by itself when the tenant's ApprovalPolicy needs nobody (never, or
+                      within its threshold)
+    issue             drafts → PENDING: numbered, due after the payment terms
+    sendInvoices      the kernel's Map state: each issued invoice emailed once with its PDF, a few
+                      per chunk task on the io queue, a failed chunk retried with backoff
     discard           rejected: drafts cancelled, their sources released for a later period
 """
 
@@ -16,8 +20,7 @@ from datetime import date
 
 from billing.models import Tenant
 from consolidation import selectors, services
-from journeys.definition import Approval, Journey, Succeed, Task, register
-from journeys.policies import approval_required
+from journeys.public import Approval, Journey, Map, Policy, Succeed, Task, register
 
 
 def _day(ctx) -> date:
@@ -45,17 +48,24 @@ def decide_approval(ctx) -> str:
         "invoiceCount": drafts.invoice_count,
         "totalsByCurrency": {c: str(t) for c, t in drafts.totals_by_currency.items()},
     }
-    if drafts.count == 0:
-        return "nothing"
-    required = approval_required(
-        tenant_id=ctx.tenant_id, journey_name=selectors.JOURNEY_NAME, totals_by_currency=drafts.totals_by_currency
-    )
-    return "required" if required else "auto"
+    return "nothing" if drafts.count == 0 else "required"
 
 
 def issue(ctx) -> None:
     tenant = Tenant.objects.get(pk=ctx.tenant_id)
     ctx.context["issued"] = services.drafts_issue(run_pk=ctx.run_pk, tenant=tenant, actor=ctx.actor)
+
+
+def unsent(ctx) -> list[int]:
+    return services.consolidated_unsent_ids(run_pk=ctx.run_pk)
+
+
+def send_chunk(ctx, consolidated_invoice_ids: list[int]) -> dict:
+    """One chunk: each invoice emailed once (one sent before a retry is not sent again)."""
+    sent = sum(
+        services.consolidated_invoice_send(consolidated_invoice_id=pk, actor=ctx.actor) for pk in consolidated_invoice_ids
+    )
+    return {"sent": sent}
 
 
 def discard(ctx) -> None:
@@ -82,15 +92,25 @@ daily_consolidation = register(
             Task(
                 "decideApproval",
                 decide_approval,
-                routes={"required": "awaitApproval", "auto": "issue", "nothing": "nothingToDo"},
+                routes={"required": "awaitApproval", "nothing": "nothingToDo"},
             ),
             Approval(
                 "awaitApproval",
                 step_id="approveConsolidation",
                 routes={"APPROVED": "issue", "REJECTED": "discard"},
                 summary=_summary,
+                policy=Policy(amounts=lambda context: context["drafts"]["totalsByCurrency"]),
             ),
-            Task("issue", issue, next="issued"),
+            Task("issue", issue, next="sendInvoices"),
+            Map(
+                "sendInvoices",
+                items=unsent,
+                fn=send_chunk,
+                chunk_size=services.SEND_CHUNK,
+                concurrency=services.SEND_CHUNKS_IN_FLIGHT,
+                queue="io",
+                next="issued",
+            ),
             Task("discard", discard, next="rejected"),
             Succeed("issued", output=lambda c: {"status": "ISSUED", "issued": c.get("issued", 0), **_summary(c)}),
             Succeed("rejected", output=lambda c: {"status": "REJECTED", "discarded": c.get("discarded", 0)}),

@@ -7,6 +7,7 @@ membership (user × tenant), so a person can approve in one tenant and only oper
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db import models
 
 
@@ -74,8 +75,7 @@ def roles_with(permission: str) -> list[str]:
 
 
 def roles_in(user, tenant_id: int) -> list[str]:
-    from billing.models import Membership
-
+    Membership = apps.get_model("billing", "Membership")
     found = Membership.objects.filter(user=user, tenant_id=tenant_id).values_list("roles", flat=True).first()
     return list(found or [])
 
@@ -96,8 +96,7 @@ def may(user, tenant_id: int, permission: str) -> bool:
 
 def tenants_where(user, permission: str):
     """The tenants in which `user` may do `permission` (all tenants for a superuser)."""
-    from billing.models import Tenant
-
+    Tenant = apps.get_model("billing", "Tenant")
     if not (user.is_authenticated and user.is_active):
         return Tenant.objects.none()
     if user.is_superuser:

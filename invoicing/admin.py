@@ -7,7 +7,7 @@ from core import roles
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from invoicing import services, workflows
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, InvoiceNumberSequence, TaxItem
-from journeys.admin import approval_panels
+from journeys.public import register_approval_panel
 
 
 class _ReadOnlyInline(admin.TabularInline):
@@ -145,4 +145,4 @@ def _monthly_batch_panel(request, run):
     }
 
 
-approval_panels[workflows.NAME] = _monthly_batch_panel
+register_approval_panel(workflows.NAME, _monthly_batch_panel)

@@ -12,8 +12,7 @@ from rest_framework.views import APIView
 from audit.actors import Actor
 from core.api.serializers import PlainIntegerField
 from invoicing.workflows import BATCH_ID_PATTERN, batch_configure
-from journeys import selectors
-from journeys.occurrences import InvalidInterval, parse_interval
+from journeys.public import InvalidInterval, parse_interval, run_outcome
 
 # RFC 3339 requires the offset: a time without one is ambiguous for a schedule.
 _RFC3339_OFFSET = re.compile(r".*(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE)
@@ -74,7 +73,7 @@ class MonthlyInvoicingBatchStartView(APIView):
             actor=Actor.for_request(request),
             extras=_camel(extras),
         )
-        return Response(selectors.run_outcome(schedule.config_run))
+        return Response(run_outcome(schedule.config_run))
 
 
 def _camel(data: dict) -> dict:

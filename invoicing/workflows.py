@@ -8,7 +8,9 @@ schedule then starts a scheduled run:
                              nothing to bill → recordNothingToBill → done (no approval)
     recordNothingToBill      lastRun NOTHING_TO_BILL (e.g. a second occurrence of a billed period)
     validateDrafts           blocking findings? → recordValidationFailure → done (no approval)
-    waitForFinanceApproval   step approveInvoiceBatch: APPROVED → sendInvoices, REJECTED → recordRejection
+    waitForFinanceApproval   step approveInvoiceBatch: APPROVED → sendInvoices, REJECTED → recordRejection;
+                             the kernel approves by itself when the tenant's ApprovalPolicy needs
+                             nobody for the batch's totals (never, or within its threshold)
     recordRejection          lastRun REJECTED; the drafts are cancelled, their charges released
     sendInvoices             numbered, payment_due, emailed with the PDF → lastRun SENT | SEND_FAILED
     waitBeforeFirstReminder  timer: the latest due date + gracePeriodDuration (default P7D)
@@ -23,8 +25,10 @@ lastRun FAILED there with its error {code, reason}.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,9 +37,24 @@ from core.errors import ValidationFailed
 from core.timezones import business_today, business_zone
 from invoicing import batch
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER
-from journeys.definition import Approval, Journey, StepContext, Succeed, Task, Timer, register
-from journeys.models import JourneyRun, Phase
-from journeys.occurrences import InvalidInterval, add_fits, check_schedule_fits, parse_interval
+from journeys.public import (
+    Approval,
+    Configure,
+    InvalidInterval,
+    Journey,
+    JourneyRun,
+    Phase,
+    Policy,
+    StepContext,
+    Succeed,
+    Task,
+    Timer,
+    add_fits,
+    check_schedule_fits,
+    parse_interval,
+    register,
+    schedule_configure,
+)
 
 NAME = "monthly-invoicing-batch"
 DEFAULT_GAP = "P7D"
@@ -196,8 +215,6 @@ def batch_configure(
 ):
     """Configure (upsert on tenant + batchId) the batch's schedule; the API and `manage.py journey
     start` both come here, so a scheduled run cannot tell how it was configured."""
-    from journeys import scheduling
-
     _require_schedule_fits(
         first_run_at=first_run_at, interval=interval, max_runs=max_runs, grace=grace_period, gap=reminder_gap
     )
@@ -211,10 +228,75 @@ def batch_configure(
         "gracePeriodDuration": grace_period,
         "reminderGapDuration": reminder_gap,
     }
-    return scheduling.schedule_configure(
+    return schedule_configure(
         journey_name=NAME, tenant=tenant, key=batch_id, first_run_at=first_run_at, interval=interval,
         max_runs=max_runs, context=context, user=user, actor=actor,
     )
+
+
+# --- `manage.py journey start monthly-invoicing-batch …` -----------------------------------------
+def _cli_arguments(parser) -> None:
+    parser.add_argument("--batch-id", required=True)
+    parser.add_argument(
+        "--first-run-at", required=True, help="RFC 3339 with an offset, e.g. 2026-12-01T06:00:00Z"
+    )
+    parser.add_argument("--interval", required=True, help="ISO 8601 duration, e.g. P1M")
+    parser.add_argument("--max-runs", type=int, required=True)
+    parser.add_argument(
+        "--grace", default=DEFAULT_GAP, help="after the latest due date, before the first reminder"
+    )
+    parser.add_argument("--gap", default=DEFAULT_GAP, help="between the first reminder and the final notice")
+
+
+def _aware(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(f"--first-run-at: {text!r} is not an RFC 3339 date-time") from None
+    if value.tzinfo is None:
+        raise CommandError(
+            "--first-run-at needs an offset (e.g. 2026-12-01T06:00:00Z): a time without one is ambiguous."
+        )
+    return value
+
+
+def _cli_start(*, tenant: Tenant, options: dict, user, actor):
+    """The command's options, checked as the API checks its body, then batch_configure."""
+    if not re.match(BATCH_ID_PATTERN, options["batch_id"]):
+        raise CommandError("--batch-id: 1 to 100 of A-Z a-z 0-9 . _ : -")
+    first_run_at = _aware(options["first_run_at"])
+    for flag in ("interval", "grace", "gap"):
+        try:
+            parse_interval(options[flag])
+        except InvalidInterval as exc:
+            raise CommandError(f"--{flag}: {exc}") from None
+    if not 1 <= options["max_runs"] <= 10000:
+        raise CommandError("--max-runs: from 1 to 10000")
+    schedule = batch_configure(
+        tenant=tenant,
+        batch_id=options["batch_id"],
+        first_run_at=first_run_at,
+        interval=options["interval"],
+        max_runs=options["max_runs"],
+        grace_period=options["grace"],
+        reminder_gap=options["gap"],
+        user=user,
+        actor=actor,
+    )
+    message = (
+        f"Configured {NAME} {schedule.key} for {tenant.slug}: configuration journey "
+        f"{schedule.config_run.journey_id} ({schedule.config_run.output.get('status')}), first run "
+        f"{first_run_at.isoformat()}, every {schedule.interval}, {schedule.max_runs} runs."
+    )
+    return schedule, message
+
+
+def progress(run) -> list[tuple[str, int, int]]:
+    """What `--follow` shows besides the steps: the run's invoices sent of those drafted."""
+    from invoicing.models import Invoice
+
+    invoices = Invoice.objects.filter(batch_run=run)
+    return [("invoices sent", invoices.filter(sent_at__isnull=False).count(), invoices.count())]
 
 
 def config_output(context: dict) -> dict:
@@ -230,6 +312,12 @@ monthly_invoicing_batch = register(
         start="draftInvoices",
         config_output=config_output,
         on_finish=record_failure,
+        configure=Configure(
+            add_arguments=_cli_arguments,
+            start=_cli_start,
+            help="configure (create or update) the monthly invoicing batch's schedule",
+        ),
+        progress=progress,
         states=[
             Task("draftInvoices", draft_invoices, routes={"drafted": "validateDrafts", "nothing": "recordNothingToBill"}),
             Task("recordNothingToBill", record_nothing_to_bill, next="done"),
@@ -240,6 +328,7 @@ monthly_invoicing_batch = register(
                 step_id="approveInvoiceBatch",
                 routes={"APPROVED": "sendInvoices", "REJECTED": "recordRejection"},
                 summary=approval_summary,
+                policy=Policy(amounts=lambda context: (context.get("batch") or {}).get("totalsByCurrency") or {}),
             ),
             Task("recordRejection", record_rejection, next="done"),
             # Long and outside-facing: leased, each email its own transaction, on the io queue.

@@ -5,7 +5,6 @@ call journeys.engine.run_decide, the service behind the API, so they obey the sa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -20,7 +19,7 @@ from audit.actors import Actor
 from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from core.errors import ApplicationError
 from journeys import engine, selectors
-from journeys.definition import Approval, all_journeys
+from journeys.definition import APPROVAL_PANELS, Approval, all_journeys
 from journeys.models import (
     ApprovalPolicy,
     JourneyApproval,
@@ -32,11 +31,11 @@ from journeys.models import (
     Phase,
     WaitKind,
 )
+from journeys.policies import policy_rows
 
-# Journey name → function(request, run) returning (template, context) of a richer approval panel
-# than the generic key/value summary. Apps register theirs in their own admin.py (invoicing does
-# for the monthly batch), so this kernel knows no journey.
-approval_panels: dict[str, Callable[[Any, JourneyRun], tuple[str, dict[str, Any]]]] = {}
+# Journey name → its richer approval panel: apps register theirs in their own admin.py
+# (journeys.public.register_approval_panel; invoicing does for the monthly batch).
+approval_panels = APPROVAL_PANELS
 
 
 def _summary(run: JourneyRun) -> dict[str, Any]:
@@ -209,6 +208,7 @@ class PendingApprovalAdmin(_TimelineMixin, ReadOnlyAdminMixin, TenantScopedAdmin
             "title": f"Approve {run.journey_name} for {run.tenant}",
             "subtitle": run.journey_id,
             "approval": approval,
+            "policy_rows": policy_rows(tenant_id=run.tenant_id, journey_name=run.journey_name, state=approval),
             "summary": summary,
             "summary_items": [(key, _text(value)) for key, value in summary.items()],
             "totals": _totals(summary.get("totalsByCurrency")),

@@ -71,14 +71,37 @@ class Task(State):
         return self.next
 
 
+# The permission a decider needs unless a journey's policy names another (see engine.set_decider_check).
+DECIDE_PERMISSION = "journeys.decide"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may decide an approval step and when the kernel decides it itself, for every journey.
+
+    permission: what the decider needs in the run's tenant (asked of the decider check).
+    maker_checker: the person who started the run never decides it (also a database constraint).
+    amounts: the run's amounts per currency (from its context) that the tenant's ApprovalPolicy
+        threshold compares; the kernel approves the step itself when that policy says no approval
+        is needed (mode never, or above_threshold with every amount within it). None: always waits.
+    """
+
+    permission: str = DECIDE_PERMISSION
+    maker_checker: bool = True
+    amounts: Callable[[dict], Mapping[str, Any]] | None = None
+
+
 @dataclass(frozen=True)
 class Approval(State):
-    """Pauses until a person decides; `step_id` is the API's step name; routes by decision."""
+    """Pauses until a person decides; `step_id` is the API's step name; routes by decision.
+
+    The kernel enforces its `policy` (who decides, maker-checker, the tenant's auto-approval)."""
 
     step_id: str = ""
     routes: Mapping[str, str] = field(default_factory=dict)
     # what the approver sees: a summary built from the run's context
     summary: Callable[[dict], dict] | None = None
+    policy: Policy = field(default_factory=Policy)
 
     def route(self, outcome: str | None) -> str | None:
         return self.routes[outcome]
@@ -96,6 +119,30 @@ class Timer(State):
 
 
 @dataclass(frozen=True)
+class Map(State):
+    """Fan-out: `items(ctx)` (a list of JSON values, ids say) is split into chunks of `chunk_size`
+    (an int or `fn(ctx)`), rows the kernel owns; each chunk runs `fn(ctx, items)` as a task on
+    `queue`, at most `concurrency` at a time. A chunk whose function raises is retried with backoff
+    up to `max_attempts`, then failed. When every chunk has an outcome the run moves on: to
+    `routes["failed"]` if one failed and that route exists, else to `next`. The chunks' results are
+    in `context["maps"][state]`. A chunk's function sees the context read-only (chunks run in
+    parallel), does its work in its own idempotent transactions (it may run again after a crash)
+    and should finish within the step lease (JOURNEY_STEP_LEASE_SECONDS)."""
+
+    items: Callable[[StepContext], list] = None  # type: ignore[assignment]
+    fn: Callable[[StepContext, list], Any] = None  # type: ignore[assignment]
+    chunk_size: int | Callable[[StepContext], int] = 10
+    concurrency: int = 8
+    queue: str | None = None
+    max_attempts: int = 3
+    next: str = ""
+    routes: Mapping[str, str] = field(default_factory=dict)
+
+    def route(self, outcome: str | None) -> str | None:
+        return self.routes.get(outcome or "ok", self.next)
+
+
+@dataclass(frozen=True)
 class Succeed(State):
     output: Callable[[dict], dict] = lambda context: {}
 
@@ -109,6 +156,26 @@ class Fail(State):
 TERMINAL = (Succeed, Fail)
 
 
+@dataclass(frozen=True)
+class Configure:
+    """How `manage.py journey start <journey> …` configures a journey, so the command knows none.
+
+    `add_arguments(parser)` adds the journey's own options to its `start` sub-command (the kernel
+    adds --tenant, --user, --follow and --timeout). `start(tenant=, options=, user=, actor=)`
+    validates them (raising django's CommandError naming the option) and configures: it returns
+    the JourneySchedule it bound or the JourneyRun it started, and a line to print.
+    """
+
+    add_arguments: Callable[[Any], None]
+    start: Callable[..., tuple[Any, str]]
+    help: str = ""
+
+
+# (label, done, total) of what a run works through besides its steps ("invoices sent" …): bars
+# `manage.py journey … --follow` draws.
+Progress = Callable[[Any], list[tuple[str, int, int]]]
+
+
 @dataclass
 class Journey:
     name: str
@@ -118,6 +185,9 @@ class Journey:
     config_output: Callable[[dict], dict] | None = None
     # called when a run ends, e.g. to copy its outcome onto the configuration run
     on_finish: Callable[[Any], None] | None = None
+    # `manage.py journey start <name>` (see Configure); None: not started from the command line
+    configure: Configure | None = None
+    progress: Progress | None = None
     _by_id: dict[str, State] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +202,8 @@ class Journey:
                 targets = list(state.routes.values())
             elif isinstance(state, Timer):
                 targets = [state.next]
+            elif isinstance(state, Map):
+                targets = [state.next, *state.routes.values()]
             for target in targets:
                 if target is not None and target not in self._by_id:
                     raise ValueError(f"journey {self.name}: {state.id} routes to unknown state {target!r}")
@@ -146,6 +218,15 @@ class Journey:
 
 
 _REGISTRY: dict[str, Journey] = {}
+# Journey name → function(request, run) returning (template, context) of a richer approval panel
+# than the generic key/value summary in the admin. Apps register theirs (register_approval_panel).
+APPROVAL_PANELS: dict[str, Callable[[Any, Any], tuple[str, dict[str, Any]]]] = {}
+
+
+def register_approval_panel(
+    journey_name: str, panel: Callable[[Any, Any], tuple[str, dict[str, Any]]]
+) -> None:
+    APPROVAL_PANELS[journey_name] = panel
 
 
 def register(journey: Journey) -> Journey:

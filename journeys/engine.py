@@ -11,6 +11,8 @@ Invariants:
 
 from __future__ import annotations
 
+import contextvars
+import time
 import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Count, Exists, Q
 from django.utils import timezone
 from psycopg.pq import TransactionStatus
 
@@ -28,8 +31,27 @@ from audit.context import audited
 from core.db import violated_constraint
 from core.errors import ApplicationError, Conflict, NotFound
 from journeys import leases, runrow
-from journeys.definition import Approval, Fail, Journey, State, StepContext, Succeed, Task, Timer, get_journey
-from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer, Phase, WaitKind
+from journeys.definition import (
+    Approval,
+    Fail,
+    Journey,
+    Map,
+    State,
+    StepContext,
+    Succeed,
+    Task,
+    Timer,
+    get_journey,
+)
+from journeys.models import (
+    JourneyApproval,
+    JourneyChunk,
+    JourneyRun,
+    JourneyStep,
+    JourneyTimer,
+    Phase,
+    WaitKind,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +84,66 @@ class StepNotActive(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """What execute_step did: 'done', 'skipped' (duplicate), 'retry' (after delay) or 'failed'."""
+    """What execute_step did: 'done', 'skipped' (duplicate), 'retry' (after delay) or 'failed'.
+
+    `state_id`: the step it did (a segment's last step: the one to retry).
+    """
 
     status: str
     retry_in: int | None = None
+    state_id: str | None = None
+    steps: int = 1  # how many steps a segment committed (or tried, the last one)
+
+
+# --- Segments ------------------------------------------------------------------------------------
+# A segment runs consecutive Task steps of one run on one queue in one Celery task, each step its
+# own committed checkpoint. It hands the run back to the queue (enqueues the next step's message)
+# at a pause, at a step on another queue, or after SEGMENT_SECONDS or SEGMENT_STEPS, so one run
+# never holds a worker for long.
+SEGMENT_SECONDS = 1.0
+# Steps per segment at most: bounds a run of instant steps (routing on the context) all the same.
+SEGMENT_STEPS = 50
+
+
+def segment_limits() -> tuple[float, int]:
+    """(seconds, steps) a segment may run, unless settings change them (JOURNEY_SEGMENT_SECONDS,
+    JOURNEY_SEGMENT_STEPS; SEGMENT_STEPS=1 runs one step per task, as before segments)."""
+    seconds = getattr(settings, "JOURNEY_SEGMENT_SECONDS", None)
+    steps = getattr(settings, "JOURNEY_SEGMENT_STEPS", None)
+    return (SEGMENT_SECONDS if seconds is None else float(seconds)), (
+        SEGMENT_STEPS if steps is None else int(steps)
+    )
+
+
+def queue_of(task: Task) -> str:
+    """The Celery queue a step's message goes to."""
+    return task.queue or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+@dataclass
+class _Segment:
+    """The segment a worker is running: which run, on which queue, until when."""
+
+    run_pk: int
+    queue: str
+    deadline: float
+    steps_left: int
+    # (state, snapshot) of the step to run next in this task, set once its predecessor committed
+    next: tuple[str, dict | None] | None = None
+    closed: bool = False
+
+    def accepts(self, run_pk: int, state: Task) -> bool:
+        return (
+            not self.closed
+            and self.next is None
+            and run_pk == self.run_pk
+            and queue_of(state) == self.queue
+            and self.steps_left > 0
+            and time.monotonic() < self.deadline
+        )
+
+
+_SEGMENT: contextvars.ContextVar[_Segment | None] = contextvars.ContextVar("journey_segment", default=None)
 
 
 def _journey(run: JourneyRun) -> Journey:
@@ -88,19 +166,38 @@ def _step_context(run: JourneyRun, actor: Actor) -> StepContext:
     )
 
 
-def _enqueue_step(run: JourneyRun, state: Task, *, with_snapshot: bool = True) -> None:
-    """Send the step's message once the transaction commits (at once in autocommit): call it after
-    saving the run. The message carries the run as saved, so the step need not read it."""
+def _send_step(run_pk: int, state: Task, seen: dict | None) -> None:
     from journeys.tasks import run_step
 
-    args = [run.pk, state.id]
-    if with_snapshot and (seen := runrow.snapshot(run)) is not None:
-        args.append(seen)
+    args = [run_pk, state.id] if seen is None else [run_pk, state.id, seen]
     # argsrepr: logs and monitoring show the run and step, never the run's context
-    options = {"argsrepr": repr([run.pk, state.id])}
+    options = {"argsrepr": repr([run_pk, state.id])}
     if state.queue:
         options["queue"] = state.queue
-    transaction.on_commit(lambda: run_step.apply_async(args=args, **options))
+    run_step.apply_async(args=args, **options)
+
+
+def _enqueue_step(run: JourneyRun, state: Task, *, with_snapshot: bool = True) -> None:
+    """Send the step's message once the transaction commits (at once in autocommit): call it after
+    saving the run. The message carries the run as saved, so the step need not read it.
+
+    Inside a segment of this run, on the same queue and within its limits, the step runs next in
+    this task instead, once the transaction committed (the predecessor's checkpoint).
+    """
+    seen = runrow.snapshot(run) if with_snapshot else None
+    segment = _SEGMENT.get()
+    if segment is not None and segment.accepts(run.pk, state):
+        segment.steps_left -= 1
+
+        def go_on(run_pk=run.pk) -> None:
+            if segment.closed:  # committed after its segment ended (an outer transaction): send it
+                _send_step(run_pk, state, seen)
+            else:
+                segment.next = (state.id, seen)
+
+        transaction.on_commit(go_on)
+        return
+    transaction.on_commit(lambda run_pk=run.pk: _send_step(run_pk, state, seen))
 
 
 def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> Task | None:
@@ -112,11 +209,13 @@ def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> T
     run.attempt = 0
     run.lease_until = None
     follow = None
-    if isinstance(target, Task):
+    if isinstance(target, Task | Map):  # a Map's first step splits its input (a message like a Task's)
         run.waiting_for = WaitKind.TASK
         run.dispatched_at = now
         follow = target
     elif isinstance(target, Approval):
+        if (decided := _auto_decision(run, journey, target, now)) is not None:
+            return _enter(run, journey, journey.state(target.route(decided)), now)
         run.waiting_for = WaitKind.APPROVAL
     elif isinstance(target, Timer):
         run.waiting_for = WaitKind.TIMER
@@ -132,6 +231,39 @@ def _enter(run: JourneyRun, journey: Journey, target: State, now: datetime) -> T
     if run.phase != Phase.RUNNING and journey.on_finish is not None:
         journey.on_finish(run)
     return follow
+
+
+def _auto_decision(run: JourneyRun, journey: Journey, state: Approval, now: datetime) -> str | None:
+    """APPROVED when the tenant's ApprovalPolicy needs no person for this run's amounts (the state's
+    policy names them), recorded on the run's context and timeline; None: the run waits."""
+    from journeys.policies import approval_policy_decides
+
+    if state.policy.amounts is None:
+        return None
+    amounts = state.policy.amounts(run.context) or {}
+    mode = approval_policy_decides(tenant_id=run.tenant_id, journey_name=journey.name, totals_by_currency=amounts)
+    if mode is None:
+        return None
+    run.context["approval"] = {
+        "stepId": state.step_id,
+        "decision": JourneyApproval.Decision.APPROVED,
+        "comment": "",
+        "decidedBy": None,
+        "decidedAt": now.isoformat(),
+        "auto": True,
+        "policy": mode,
+    }
+    if run.pk is not None:
+        _record(
+            run,
+            state.id,
+            started_at=now,
+            outcome=JourneyApproval.Decision.APPROVED,
+            attempt=1,
+            detail=f"approved by the tenant's approval policy ({mode}): no person needed",
+        )
+    log.info("journey.auto_approved", run=run.journey_id, step=state.step_id, policy=mode)
+    return JourneyApproval.Decision.APPROVED
 
 
 def _record(
@@ -352,6 +484,67 @@ def execute_step(*, run_pk: int, state_id: str, actor: Actor, seen: dict | None 
     return result or StepResult("skipped")
 
 
+def execute_segment(
+    *, run_pk: int, state_id: str, actor: Actor, seen: dict | None = None, queue: str | None = None
+) -> StepResult:
+    """Run the step, then the run's following steps on the same queue in this same call, each its
+    own committed checkpoint, until a pause, a step on another queue, or the segment's limits.
+
+    A message that finds its run further on (redelivered after its worker died mid-segment)
+    resumes at the run's current step if that step is on this queue: the steps before it were
+    committed and are never run again; the current one runs under the usual checks, so at most
+    once in effect even if another delivery has it too.
+    """
+    seconds, steps = segment_limits()
+    segment = _Segment(
+        run_pk=run_pk, queue=queue or "", deadline=time.monotonic() + seconds, steps_left=steps - 1
+    )
+    token = _SEGMENT.set(segment)
+    done = 0
+    try:
+        result = execute_step(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
+        if result.status == "skipped" and (resumed := _resume_at(run_pk, queue, state_id)) is not None:
+            log.info("journey.segment_resumed", run=run_pk, message_state=state_id, state=resumed)
+            state_id = resumed
+            result = execute_step(run_pk=run_pk, state_id=state_id, actor=actor)
+        done = 1
+        while result.status == "done" and segment.next is not None:
+            (state_id, seen), segment.next = segment.next, None
+            result = execute_step(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
+            done += 1
+    finally:
+        segment.closed = True
+        _SEGMENT.reset(token)
+        if segment.next is not None:  # a step committed but the segment stopped: hand it on
+            next_state, next_seen = segment.next
+            _send_step(run_pk, _journey_of_run(run_pk).state(next_state), next_seen)
+    return StepResult(result.status, retry_in=result.retry_in, state_id=state_id, steps=done)
+
+
+def _journey_of_run(run_pk: int) -> Journey:
+    run = JourneyRun.objects.only("journey_name").get(pk=run_pk)
+    return _journey(run)
+
+
+def _resume_at(run_pk: int, queue: str | None, message_state: str) -> str | None:
+    """The step a message for `message_state` resumes at: the run's current step, if the run moved
+    on to another Task step on the same queue (the message's segment committed up to there)."""
+    run = runrow.read(run_pk)
+    if run is None or run.phase != Phase.RUNNING or run.waiting_for != WaitKind.TASK:
+        return None
+    if run.current_state == message_state:
+        return None
+    journey = get_journey(run.journey_name)
+    if journey is None or run.current_state not in journey._by_id:
+        return None
+    state = journey.state(run.current_state)
+    message_task = journey._by_id.get(message_state)
+    queue = queue or (queue_of(message_task) if isinstance(message_task, Task) else None)
+    if not isinstance(state, Task) or queue_of(state) != queue:
+        return None
+    return state.id
+
+
 def _execute(
     run: JourneyRun | None, state_id: str, *, actor: Actor, started_at: datetime
 ) -> StepResult | None:
@@ -360,8 +553,16 @@ def _execute(
         return StepResult("skipped")
     journey = _journey(run)  # an unknown journey or state is the caller's error: it raises
     task = journey.state(state_id)
+    if isinstance(task, Map):
+        try:
+            return _split(run, journey, task, actor=actor, started_at=started_at)
+        except Exception as exc:  # noqa: BLE001 - splitting fails like any step
+            return _step_failed(run.pk, state_id, exc, started_at=started_at, actor=actor, count_attempt=True)
     if not isinstance(task, Task):
         return StepResult("skipped")
+    segment = _SEGMENT.get()
+    if segment is not None and not segment.queue and segment.run_pk == run.pk:
+        segment.queue = queue_of(task)  # the queue this segment's first step came from
     step = _run_transactional if task.transactional else _run_leased
     # nested in a caller's transaction (tests, a shell): attribute it and restore the caller's
     scope = audited(actor=actor, reason=f"step {state_id}") if connection.in_atomic_block else nullcontext()
@@ -379,6 +580,204 @@ def _execute(
         )
 
 
+# --- Map (fan-out) --------------------------------------------------------------------------------
+# Backoff before a failed chunk's next attempt (seconds); recovery re-enqueues it should the
+# countdown's message be lost.
+CHUNK_RETRY_DELAYS = (2, 10, 30)
+
+
+def _send_chunk(chunk_pk: int, state: Map, countdown: int | None = None) -> None:
+    from journeys.tasks import run_chunk
+
+    options = {"queue": state.queue} if state.queue else {}
+    run_chunk.apply_async(args=[chunk_pk], countdown=countdown, **options)
+
+
+def _split(run: JourneyRun, journey: Journey, state: Map, *, actor: Actor, started_at: datetime) -> StepResult:
+    """A Map state's first step: its input as chunk rows, the first `concurrency` of them enqueued
+    after commit, the run waiting on them. Under the run's lock, once: a duplicate finds it done."""
+    with audited(actor=actor, reason=f"step {state.id}"):
+        locked = JourneyRun.objects.select_for_update().filter(pk=run.pk).first()
+        if (
+            locked is None
+            or locked.phase != Phase.RUNNING
+            or locked.current_state != state.id
+            or locked.waiting_for != WaitKind.TASK
+        ):
+            return StepResult("skipped")
+        ctx = _step_context(locked, actor)
+        items = list(state.items(ctx))
+        size = state.chunk_size(ctx) if callable(state.chunk_size) else state.chunk_size
+        size = max(1, int(size))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        locked.context = ctx.context
+        locked.context.setdefault("maps", {})[state.id] = {"items": len(items), "chunks": len(chunks)}
+        if not chunks:
+            _advance(locked, journey, state, None, started_at=started_at)
+            return StepResult("done")
+        now = timezone.now()
+        created = JourneyChunk.objects.bulk_create(
+            JourneyChunk(
+                run=locked,
+                state=state.id,
+                index=index,
+                items=chunk,
+                dispatched_at=now if index < state.concurrency else None,
+            )
+            for index, chunk in enumerate(chunks)
+        )
+        locked.waiting_for = WaitKind.MAP
+        locked.dispatched_at = now
+        locked.save()
+        first = [chunk.pk for chunk in created[: state.concurrency]]
+        transaction.on_commit(lambda: [_send_chunk(pk, state) for pk in first])
+    log.info("journey.map_split", run=locked.journey_id, state=state.id, items=len(items), chunks=len(chunks))
+    return StepResult("done")
+
+
+_CLAIM_CHUNK_SQL = """
+UPDATE journeys_journeychunk AS c
+SET status = 'running', attempt = c.attempt + 1, lease_until = now() + %s, due_at = NULL
+FROM journeys_journeyrun AS r
+WHERE c.id = %s AND c.status = 'pending' AND (c.due_at IS NULL OR c.due_at <= now())
+  AND r.id = c.run_id AND r.phase = 'RUNNING' AND r.current_state = c.state AND r.waiting_for = 'map'
+RETURNING c.run_id, c.state, c.index, c.attempt
+"""
+
+
+def execute_chunk(*, chunk_pk: int, actor: Actor) -> StepResult:
+    """Run one chunk of a Map state, at most once at a time (a lease): claim it, run its function,
+    record its outcome, enqueue the next chunk waiting for a slot, and move the run on when every
+    chunk has an outcome. A duplicate or early message, or a cancelled run, does nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_CHUNK_SQL, [leases.step_lease(), chunk_pk])
+        row = cursor.fetchone()
+    if row is None:
+        return StepResult("skipped")
+    run_pk, state_id, index, attempt = row
+    run = runrow.read(run_pk)
+    journey = _journey(run)
+    state = journey.state(state_id)
+    items = JourneyChunk.objects.values_list("items", flat=True).get(pk=chunk_pk)
+    try:
+        result = state.fn(_step_context(run, actor), items)
+    except Exception as exc:  # noqa: BLE001 - a chunk's failure is recorded on the chunk
+        log.warning("journey.chunk_failed", run=run.journey_id, state=state_id, chunk=index, error=repr(exc))
+        return _chunk_outcome(run_pk, journey, state, chunk_pk, attempt, actor=actor, error=exc)
+    return _chunk_outcome(run_pk, journey, state, chunk_pk, attempt, actor=actor, result=result)
+
+
+def _chunk_outcome(
+    run_pk: int,
+    journey: Journey,
+    state: Map,
+    chunk_pk: int,
+    attempt: int,
+    *,
+    actor: Actor,
+    result: Any = None,
+    error: Exception | None = None,
+) -> StepResult:
+    """Record a chunk's attempt under the run's lock (which orders the chunks' fan-in)."""
+    now = timezone.now()
+    with audited(actor=actor, reason=f"step {state.id}: chunk"):
+        locked = JourneyRun.objects.select_for_update().get(pk=run_pk)
+        chunk = JourneyChunk.objects.filter(pk=chunk_pk, status=JourneyChunk.Status.RUNNING, attempt=attempt)
+        if error is None:
+            updated = chunk.update(
+                status=JourneyChunk.Status.SUCCEEDED, result=result, lease_until=None, error="", finished_at=now
+            )
+            status = "done"
+        elif attempt < state.max_attempts:
+            delay = CHUNK_RETRY_DELAYS[min(attempt, len(CHUNK_RETRY_DELAYS)) - 1]
+            updated = chunk.update(
+                status=JourneyChunk.Status.PENDING,
+                lease_until=None,
+                due_at=now + timedelta(seconds=delay),
+                dispatched_at=now,
+                error=traceback.format_exc()[-4000:],
+            )
+            if updated:
+                transaction.on_commit(lambda: _send_chunk(chunk_pk, state, countdown=delay))
+            return StepResult("retry" if updated else "skipped", retry_in=delay)
+        else:
+            updated = chunk.update(
+                status=JourneyChunk.Status.FAILED,
+                lease_until=None,
+                error=traceback.format_exc()[-4000:],
+                finished_at=now,
+            )
+            status = "failed"
+        if not updated:
+            return StepResult("skipped")  # recovery handed the chunk on meanwhile
+        _next_chunk_or_move_on(locked, journey, state, now)
+    return StepResult(status)
+
+
+def _next_chunk_or_move_on(locked: JourneyRun, journey: Journey, state: Map, now: datetime) -> None:
+    """After a chunk's outcome (the run locked): give its slot to the next chunk waiting, and move
+    the run on if none of the state's chunks is left without an outcome (a conditional update)."""
+    if locked.phase != Phase.RUNNING or locked.current_state != state.id or locked.waiting_for != WaitKind.MAP:
+        return
+    chunks = JourneyChunk.objects.filter(run=locked, state=state.id)
+    waiting = chunks.filter(status=JourneyChunk.Status.PENDING, dispatched_at__isnull=True).order_by("index").first()
+    if waiting is not None:
+        chunks.filter(pk=waiting.pk).update(dispatched_at=now)
+        transaction.on_commit(lambda: _send_chunk(waiting.pk, state))
+        return
+    open_chunks = chunks.filter(status__in=(JourneyChunk.Status.PENDING, JourneyChunk.Status.RUNNING))
+    moved = (
+        JourneyRun.objects.filter(pk=locked.pk, current_state=state.id, waiting_for=WaitKind.MAP)
+        .exclude(Exists(open_chunks))
+        .update(waiting_for=WaitKind.TASK)
+    )
+    if not moved:
+        return
+    counts = dict(chunks.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    results = list(chunks.order_by("index").values_list("result", flat=True))
+    failed = counts.get(JourneyChunk.Status.FAILED, 0)
+    locked.context.setdefault("maps", {})[state.id] = {
+        **locked.context.get("maps", {}).get(state.id, {}),
+        "succeeded": counts.get(JourneyChunk.Status.SUCCEEDED, 0),
+        "failed": failed,
+        "results": results,
+    }
+    started_at = chunks.order_by("created_at").values_list("created_at", flat=True).first() or now
+    _advance(locked, journey, state, "failed" if failed else None, started_at=started_at)
+
+
+def chunks_recover(*, now: datetime | None = None) -> int:
+    """Hand on chunks whose worker died (lapsed lease) or whose message was lost (dispatched long
+    ago, still pending); each claim is conditional, so a chunk is never run twice at once."""
+    now = now or timezone.now()
+    stalled_before = now - stall_after()
+    live = Q(run__phase=Phase.RUNNING, run__waiting_for=WaitKind.MAP)
+    lapsed = Q(status=JourneyChunk.Status.RUNNING, lease_until__lt=now)
+    lost = Q(status=JourneyChunk.Status.PENDING, dispatched_at__lt=stalled_before) & (
+        Q(due_at__isnull=True) | Q(due_at__lt=stalled_before)
+    )
+    count = 0
+    for chunk in JourneyChunk.objects.filter(live & (lapsed | lost)).select_related("run").only(
+        "pk", "state", "status", "run__journey_name"
+    )[:1000]:
+        journey = get_journey(chunk.run.journey_name)
+        if journey is None:
+            continue
+        with transaction.atomic():
+            touched = (
+                JourneyChunk.objects.filter(pk=chunk.pk, status=chunk.status)
+                .filter(lapsed | lost)
+                .update(status=JourneyChunk.Status.PENDING, lease_until=None, due_at=None, dispatched_at=now)
+            )
+            if touched:
+                state = journey.state(chunk.state)
+                transaction.on_commit(lambda pk=chunk.pk, state=state: _send_chunk(pk, state))
+                count += 1
+    if count:
+        log.warning("journey.recovered_chunks", count=count)
+    return count
+
+
 def step_failure(state_id: str, exc: BaseException, *, attempts: int) -> dict[str, str]:
     """The error of a run whose step failed for good: {code, reason, state, cause}.
 
@@ -391,7 +790,9 @@ def step_failure(state_id: str, exc: BaseException, *, attempts: int) -> dict[st
     elif isinstance(exc, IntegrityError):
         constraint = violated_constraint(exc)
         cause = "database-constraint"
-        what = "its work conflicts with data already stored" + (f" (database rule {constraint})" if constraint else "")
+        what = "its work conflicts with data already stored" + (
+            f" (database rule {constraint})" if constraint else ""
+        )
     elif isinstance(exc, OperationalError):
         cause, what = "database-unavailable", "the database could not be reached or stopped the work"
     elif isinstance(exc, DatabaseError):
@@ -441,11 +842,27 @@ def _step_failed(
 
 
 # --- Approvals -----------------------------------------------------------------------------------
-def _is_approver(user, tenant) -> bool:
-    # The one spot that asks who may decide: the roles table outside the kernel (core.roles.may).
-    from core.roles import may
+def _default_decider_check(user, tenant_id: int, permission: str) -> bool:
+    """Until the project registers its check (billing's app config wires the roles table's `may`),
+    nobody may decide: the kernel fails closed rather than guess who holds which role."""
+    return False
 
-    return user is not None and may(user, tenant.id, "journeys.decide")
+
+# Who may decide: fn(user, tenant_id, permission) -> bool. The kernel knows no roles; the project
+# wires its own check (the roles' `may`) with set_decider_check at start-up.
+_decider_check = _default_decider_check
+
+
+def set_decider_check(check) -> None:
+    """Make `check(user, tenant_id, permission) -> bool` the kernel's answer to "may this user
+    decide this approval step?" for every journey (None: back to the default rule). The kernel
+    still refuses the run's starter (maker-checker) whatever the check says."""
+    global _decider_check
+    _decider_check = check or _default_decider_check
+
+
+def may_decide(user, *, tenant_id: int, permission: str) -> bool:
+    return user is not None and user.is_active and bool(_decider_check(user, tenant_id, permission))
 
 
 def run_decide(
@@ -462,9 +879,10 @@ def run_decide(
     state = journey.approval_for_step(step_id)
     if state is None:
         raise NotFound(f"Journey {run.journey_name} has no step {step_id!r}.")
-    if not _is_approver(user, run.tenant):
+    if not may_decide(user, tenant_id=run.tenant_id, permission=state.policy.permission):
         raise PermissionDenied(
-            "Approving needs the finance-approver role in this tenant.", extra={"permission": "journeys.decide"}
+            "Approving needs the finance-approver role in this tenant.",
+            extra={"permission": state.policy.permission},
         )
     with audited(actor=actor, reason=f"{step_id}: {decision}"):
         locked = JourneyRun.objects.select_for_update().get(pk=run.pk)
@@ -473,7 +891,8 @@ def run_decide(
                 f"Step {step_id} is not waiting for a decision.",
                 extra={"phase": locked.phase, "currentState": locked.current_state},
             )
-        if locked.started_by_id is not None and locked.started_by_id == user.pk:
+        maker_checker = state.policy.maker_checker
+        if maker_checker and locked.started_by_id is not None and locked.started_by_id == user.pk:
             raise PermissionDenied("The person who started this run cannot approve it.")
         try:
             with transaction.atomic():
@@ -483,7 +902,8 @@ def run_decide(
                     decision=decision,
                     comment=comment,
                     decided_by=user,
-                    preparer_id=locked.started_by_id,
+                    # the database refuses a decision by the preparer it names (maker-checker)
+                    preparer_id=locked.started_by_id if maker_checker else None,
                 )
         except IntegrityError as exc:
             raise StepNotActive(f"Step {step_id} was already decided.") from exc
@@ -581,4 +1001,4 @@ def runs_recover_stalled(*, now: datetime | None = None) -> int:
                 count += 1
     if count:
         log.warning("journey.recovered_stalled", count=count)
-    return count
+    return count + chunks_recover(now=now)

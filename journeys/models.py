@@ -33,6 +33,7 @@ class WaitKind(models.TextChoices):
     TASK = "task"  # a step task is queued or running
     APPROVAL = "approval"  # a person's decision
     TIMER = "timer"  # a durable timer row
+    MAP = "map"  # a Map state's chunks are working (JourneyChunk rows)
     NONE = "none"  # terminal
 
 
@@ -125,6 +126,50 @@ class JourneyTimer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state} due {self.due_at:%Y-%m-%d %H:%M}"
+
+
+class JourneyChunk(models.Model):
+    """One chunk of a Map state's input and its outcome. The kernel owns these rows: the run moves
+    on once none of its state's chunks is pending or running."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # failed on every attempt
+
+    run = models.ForeignKey(JourneyRun, on_delete=models.CASCADE, related_name="chunks")
+    state = models.CharField(max_length=100)
+    index = models.PositiveIntegerField()
+    items = models.JSONField(default=list, encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    # When its task was last enqueued; None: it waits for a slot under the state's concurrency limit.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # A failed attempt's chunk runs again no earlier than this (backoff).
+    due_at = models.DateTimeField(null=True, blank=True)
+    # A worker running the chunk holds it until then; a lapsed lease lets recovery hand it on.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # What the chunk's function returned (JSON), for the state's fan-in.
+    result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "state", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "state", "index"], name="journey_chunk_unique_index")]
+        indexes = [
+            models.Index(fields=["run", "state", "status"], name="journey_chunk_state_idx"),
+            models.Index(
+                fields=["status", "dispatched_at"],
+                condition=Q(status__in=["pending", "running"]),
+                name="journey_chunk_recovery_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state}[{self.index}] {self.status}"
 
 
 class JourneyApproval(models.Model):

@@ -8,12 +8,21 @@ from journeys import engine, scheduling
 
 @shared_task(name="journeys.run_step", bind=True, max_retries=None)
 def run_step(self, run_pk: int, state_id: str, seen: dict | None = None) -> str:
-    """Execute one step of one run; a duplicate delivery does nothing. `seen`: the run as sent."""
+    """Execute a segment of one run from this step (engine.execute_segment); a duplicate delivery
+    does nothing, a redelivered one resumes after the last committed step. `seen`: the run as sent."""
     actor = Actor.for_task(self.name, self.request.id)
-    result = engine.execute_step(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
+    result = engine.execute_segment(run_pk=run_pk, state_id=state_id, actor=actor, seen=seen)
     if result.status == "retry":
-        raise self.retry(countdown=result.retry_in)
+        # the step that failed, which need not be the message's first (the run is read afresh)
+        raise self.retry(args=[run_pk, result.state_id or state_id], countdown=result.retry_in)
     return result.status
+
+
+@shared_task(name="journeys.run_chunk", bind=True)
+def run_chunk(self, chunk_pk: int) -> str:
+    """Run one chunk of a Map state; a duplicate or early delivery does nothing (the kernel retries
+    a failed chunk itself, with backoff)."""
+    return engine.execute_chunk(chunk_pk=chunk_pk, actor=Actor.for_task(self.name, self.request.id)).status
 
 
 @shared_task(name="journeys.fire_schedule", bind=True)

@@ -74,14 +74,14 @@ class PrivateRedis:
 class CeleryProcesses:
     """Worker and beat subprocesses, each in its own process group so SIGKILL takes its children."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str]):
-        self.tmp_path, self.env = tmp_path, env
+    def __init__(self, tmp_path: Path, env: dict[str, str], app: str = "config"):
+        self.tmp_path, self.env, self.app = tmp_path, env, app
         self.started: list[subprocess.Popen] = []
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.tmp_path / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args],
+            [sys.executable, "-m", "celery", "-A", self.app, *args],
             cwd=self.tmp_path,
             env=self.env,
             stdout=log,

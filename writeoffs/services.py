@@ -1,8 +1,10 @@
 """Every write of the daily write-off: propose candidates, apply them in chunks, report, notify.
 
 Invariants:
-- A candidate is unique per (invoice, business date); a run is complete when none of its
-  candidates is pending, as counted in PostgreSQL (no chord counter, nothing held in Redis).
+- A candidate is unique per (invoice, business date); the kernel's Map state runs the pending
+  candidates in chunks and moves the run on once every chunk has an outcome (rows in PostgreSQL,
+  no chord counter, nothing held in Redis); a candidate left pending by a chunk that failed for
+  good is reported failed.
 - Each invoice's adjustments carry `writeoff:{invoice}:{line}:{businessDate}`: a duplicated or
   retried chunk task, or a second run the same day, never applies one twice.
 - One invoice's failure is recorded on its candidate and never stops the others.
@@ -21,11 +23,10 @@ from datetime import date, datetime, timedelta
 
 import requests
 import structlog
-from celery import group
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Count, DecimalField, Max, Sum
+from django.db.models import Count, DecimalField, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -36,15 +37,16 @@ from billing.models import Subscription, Tenant
 from core.money import ZERO
 from core.timezones import business_zone
 from invoicing.lifecycle import OPEN_STATUSES
-from journeys.models import JourneyRun, JourneyTimer, Phase
+from journeys.public import JourneyRun, Phase, run_start
 from writeoffs.models import CandidateStatus, Provider, WriteOffCandidate, WriteOffReport, WriteOffSettings
 from writeoffs.providers import WriteOffFailed
 
 log = structlog.get_logger(__name__)
 
 JOURNEY_NAME = "daily-write-off"
-# The state a run waits in while its chunks work (see workflows.py).
-WAIT_STATE = "awaitingWriteOffs"
+# Chunks of one run in flight at once: enough to keep the io queue's threads busy on a remote
+# provider (each invoice waits on the network), few enough that one run never takes the whole queue.
+CHUNKS_IN_FLIGHT = 8
 # The three known sources of leftover balances; API cancellations settle their own invoices.
 SOURCES = (CancellationSource.MMA, CancellationSource.AUTOCANCEL, CancellationSource.SALESFORCE, CancellationSource.UI)
 # Cancellations 1 to 5 days before the run's business date (both ends included, as business dates).
@@ -70,8 +72,6 @@ def cancellation_window(business_date: date) -> tuple[datetime, datetime]:
 # --- Starting the daily runs ---------------------------------------------------------------------
 def writeoff_runs_start_daily(*, business_date: date, actor: Actor) -> list[JourneyRun]:
     """One run per tenant with recent cancellations and per business date, however often called."""
-    from journeys.engine import run_start
-
     start, end = cancellation_window(business_date)
     tenant_ids = (
         Subscription.objects.filter(
@@ -167,27 +167,19 @@ def candidates_summary(*, run_pk: int) -> dict:
 
 
 # --- applyWriteOffs ------------------------------------------------------------------------------
-def _chunk_size(tenant_id: int) -> int:
+def writeoff_chunk_size(tenant_id: int) -> int:
+    """Candidates per chunk of the tenant's provider."""
     provider = WriteOffSettings.objects.filter(tenant_id=tenant_id).values_list("provider", flat=True).first()
     # local chunks are set-based SQL (bigger is cheaper per invoice); remote ones wait on the network,
     # so small chunks spread one run across all of the io queue's threads
     return settings.WRITEOFF_REMOTE_CHUNK_SIZE if provider == Provider.ZUORA else settings.WRITEOFF_CHUNK_SIZE
 
 
-def writeoff_dispatch(*, run_pk: int, tenant_id: int, only_stalled: bool = False) -> int:
-    """Enqueue (after commit) a group of chunk tasks on the io queue over the run's pending candidates."""
-    from writeoffs.tasks import apply_chunk
-
-    pending = WriteOffCandidate.objects.filter(run_id=run_pk, status=CandidateStatus.PENDING)
-    ids = list(pending.order_by("pk").values_list("pk", flat=True))
-    if not ids:
-        return 0
-    pending.update(dispatched_at=timezone.now())
-    size = _chunk_size(tenant_id)
-    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
-    transaction.on_commit(lambda: group(apply_chunk.si(run_pk, chunk).set(queue="io") for chunk in chunks).apply_async())
-    log.info("writeoff_run.dispatched", run=run_pk, candidates=len(ids), chunks=len(chunks), redispatch=only_stalled)
-    return len(chunks)
+def writeoff_pending_ids(*, run_pk: int) -> list[int]:
+    """The run's candidates still to write off, in order: the Map state's input."""
+    return list(
+        WriteOffCandidate.objects.filter(run_id=run_pk, status=CandidateStatus.PENDING).order_by("pk").values_list("pk", flat=True)
+    )
 
 
 def writeoff_apply_chunk(*, run_pk: int, candidate_ids: list[int], actor: Actor) -> int:
@@ -200,7 +192,6 @@ def writeoff_apply_chunk(*, run_pk: int, candidate_ids: list[int], actor: Actor)
         done = _apply_remote(run=run, candidate_ids=candidate_ids, config=config, actor=actor)
     else:
         done = _apply_local(run=run, candidate_ids=candidate_ids, actor=actor)
-    _hasten_check_when_complete(run_pk)
     return done
 
 
@@ -272,33 +263,16 @@ def _apply_remote(*, run: JourneyRun, candidate_ids: list[int], config: WriteOff
     return done
 
 
-def _hasten_check_when_complete(run_pk: int) -> None:
-    """The last chunk pulls the run's poll timer to now, so the report need not wait a full poll."""
-    if not WriteOffCandidate.objects.filter(run_id=run_pk, status=CandidateStatus.PENDING).exists():
-        JourneyTimer.objects.filter(run_id=run_pk, state=WAIT_STATE, fired_at__isnull=True, cancelled_at__isnull=True).update(
-            due_at=timezone.now()
-        )
-
-
-# --- checkComplete -------------------------------------------------------------------------------
-def writeoff_check_complete(*, run_pk: int, tenant_id: int, now: datetime | None = None) -> bool:
-    """True when no candidate is pending. Otherwise, if the run made no progress for
-    WRITEOFF_STALL_SECONDS (a worker died, a message was lost), enqueue its pending candidates again."""
-    now = now or timezone.now()
-    candidates = WriteOffCandidate.objects.filter(run_id=run_pk)
-    if not candidates.filter(status=CandidateStatus.PENDING).exists():
-        return True
-    marks = candidates.aggregate(processed=Max("processed_at"), dispatched=Max("dispatched_at"))
-    last = max((m for m in marks.values() if m is not None), default=None)
-    if last is None or now - last > timedelta(seconds=settings.WRITEOFF_STALL_SECONDS):
-        writeoff_dispatch(run_pk=run_pk, tenant_id=tenant_id, only_stalled=True)
-    return False
-
-
 # --- report --------------------------------------------------------------------------------------
 def writeoff_report(*, run_pk: int, tenant_id: int) -> dict:
     """The run's outcome and its CSV of failures (in the caller's transaction); notify after commit."""
     candidates = WriteOffCandidate.objects.filter(run_id=run_pk)
+    # a chunk that failed on every attempt left its candidates pending: each is reported failed
+    candidates.filter(status=CandidateStatus.PENDING).update(
+        status=CandidateStatus.FAILED,
+        error="Not written off: its chunk failed on every attempt (the run's chunk rows in the admin hold the error).",
+        processed_at=timezone.now(),
+    )
     counts = {s: 0 for s in CandidateStatus.values}
     counts.update({row["status"]: row["n"] for row in candidates.values("status").annotate(n=Count("id")).order_by()})
     totals = {

@@ -17,7 +17,8 @@ def start_daily_runs(self) -> int:
 
 @shared_task(name="writeoffs.apply_chunk", bind=True, acks_late=True)
 def apply_chunk(self, run_pk: int, candidate_ids: list[int]) -> int:
-    """Write off one chunk of a run's candidates; candidates already done are left alone."""
+    """Write off one chunk of a run's candidates; candidates already done are left alone. The journey
+    applies its chunks through its Map state now; this task serves messages enqueued before that."""
     return services.writeoff_apply_chunk(run_pk=run_pk, candidate_ids=candidate_ids, actor=Actor.for_task(self.name, self.request.id))
 
 

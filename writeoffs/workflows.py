@@ -4,26 +4,23 @@ Started by beat at WRITEOFF_RUN_HOUR (business time) once per tenant and busines
 
 1. findCandidates      open invoices with a non-zero balance billing a subscription cancelled 1–5
                        days ago (MMA, AUTOCANCEL, SALESFORCE, UI); one candidate row per invoice.
-                       Routes by the tenant's ApprovalPolicy: approval, straight to apply, or empty.
+                       None → report.
 2. awaitApproval       step `approveWriteOff`: a finance approver (not the preparer) decides; the
-                       approver sees the candidates and totals per currency and per source.
-3. applyWriteOffs      enqueues a Celery group of chunk tasks on the io queue (after commit).
-4. awaitingWriteOffs   a short durable timer; then
-   checkComplete       done when no candidate is pending in PostgreSQL, else re-arms the timer
-                       (and re-enqueues pending candidates when the run made no progress lately).
-5. report              counts, totals per currency, failed list; CSV report; notification if any failed.
+                       approver sees the candidates and totals per currency and per source. The
+                       kernel approves by itself when the tenant's ApprovalPolicy needs nobody
+                       for these totals (never, or within its threshold).
+3. applyWriteOffs      the kernel's Map state: the run's pending candidates in chunks of a few
+                       invoices, each chunk a task on the io queue (at most CHUNKS_IN_FLIGHT at
+                       once), a failed chunk retried with backoff; the run moves on once every chunk
+                       has an outcome (no polling timer, the kernel's recovery for lost chunks).
+4. report              counts, totals per currency, failed list; CSV report; notification if any failed.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import date
 
-from django.conf import settings
-
-from journeys.definition import Approval, Journey, StepContext, Succeed, Task, Timer, register
-from journeys.models import JourneyTimer
-from journeys.policies import approval_required
+from journeys.public import Approval, Journey, Map, Policy, StepContext, Succeed, Task, register
 from writeoffs import services
 
 
@@ -34,32 +31,24 @@ def _business_date(ctx: StepContext) -> date:
 def find_candidates(ctx: StepContext) -> str:
     summary = services.writeoff_find_candidates(run_pk=ctx.run_pk, tenant_id=ctx.tenant_id, business_date=_business_date(ctx))
     ctx.context["candidates"] = summary
-    if summary["count"] == 0:
-        return "empty"
-    totals = {currency: Decimal(total) for currency, total in summary["totalsByCurrency"].items()}
-    needed = approval_required(tenant_id=ctx.tenant_id, journey_name=services.JOURNEY_NAME, totals_by_currency=totals)
-    ctx.context["approvalRequired"] = needed
-    return "approval" if needed else "apply"
+    return "empty" if summary["count"] == 0 else "approval"
 
 
 def approval_summary(context: dict) -> dict:
     return {"businessDate": context.get("businessDate"), **context.get("candidates", {})}
 
 
-def apply_writeoffs(ctx: StepContext) -> None:
-    ctx.context["chunks"] = services.writeoff_dispatch(run_pk=ctx.run_pk, tenant_id=ctx.tenant_id)
+def pending_candidates(ctx: StepContext) -> list[int]:
+    return services.writeoff_pending_ids(run_pk=ctx.run_pk)
 
 
-def poll_due(context: dict, now: datetime) -> datetime:
-    return now + timedelta(seconds=settings.WRITEOFF_POLL_SECONDS)
+def chunk_size(ctx: StepContext) -> int:
+    return services.writeoff_chunk_size(ctx.tenant_id)
 
 
-def check_complete(ctx: StepContext) -> str:
-    if services.writeoff_check_complete(run_pk=ctx.run_pk, tenant_id=ctx.tenant_id):
-        return "done"
-    # the timer state is entered again: its fired row goes, so the kernel can arm a new one
-    JourneyTimer.objects.filter(run_id=ctx.run_pk, state=services.WAIT_STATE, fired_at__isnull=False).delete()
-    return "pending"
+def apply_chunk(ctx: StepContext, candidate_ids: list[int]) -> dict:
+    """One chunk: its invoices written off (each failure recorded on its candidate)."""
+    return {"processed": services.writeoff_apply_chunk(run_pk=ctx.run_pk, candidate_ids=candidate_ids, actor=ctx.actor)}
 
 
 def report(ctx: StepContext) -> None:
@@ -81,16 +70,23 @@ daily_write_off = register(
         name=services.JOURNEY_NAME,
         start="findCandidates",
         states=[
-            Task("findCandidates", find_candidates, routes={"approval": "awaitApproval", "apply": "applyWriteOffs", "empty": "report"}),
+            Task("findCandidates", find_candidates, routes={"approval": "awaitApproval", "empty": "report"}),
             Approval(
                 "awaitApproval",
                 step_id="approveWriteOff",
                 routes={"APPROVED": "applyWriteOffs", "REJECTED": "discard"},
                 summary=approval_summary,
+                policy=Policy(amounts=lambda context: context["candidates"]["totalsByCurrency"]),
             ),
-            Task("applyWriteOffs", apply_writeoffs, next=services.WAIT_STATE),
-            Timer(services.WAIT_STATE, due_at=poll_due, next="checkComplete"),
-            Task("checkComplete", check_complete, routes={"done": "report", "pending": services.WAIT_STATE}),
+            Map(
+                "applyWriteOffs",
+                items=pending_candidates,
+                fn=apply_chunk,
+                chunk_size=chunk_size,
+                concurrency=services.CHUNKS_IN_FLIGHT,
+                queue="io",
+                next="report",
+            ),
             Task("report", report, next="done"),
             Task("discard", discard, next="rejected"),
             Succeed("done", output=_output),

@@ -11,7 +11,7 @@ from consolidation import tasks
 from consolidation.models import ConsolidatedInvoice
 from core.setup_services import PERIODIC_TASKS
 from journeys import engine
-from journeys.models import ApprovalPolicy, JourneyRun
+from journeys.models import ApprovalPolicy, JourneyChunk, JourneyRun
 from tests.conftest import grant_approver, wait_for
 from tests.consolidation.helpers import ACTOR, enabled_customer, issued_invoice
 from tests.factories import MembershipFactory, UserFactory
@@ -21,10 +21,14 @@ RUN_AT = datetime(2026, 1, 25, 1, 0, tzinfo=UTC)
 
 
 def drive(run):
-    """Execute queued steps in-process until the run pauses or ends."""
+    """Execute queued steps and Map chunks in-process until the run pauses or ends."""
     run.refresh_from_db()
-    while run.phase == "RUNNING" and run.waiting_for == "task":
-        engine.execute_step(run_pk=run.pk, state_id=run.current_state, actor=ACTOR)
+    while run.phase == "RUNNING" and run.waiting_for in ("task", "map"):
+        if run.waiting_for == "map":
+            for chunk in JourneyChunk.objects.filter(run=run, status="pending"):
+                engine.execute_chunk(chunk_pk=chunk.pk, actor=ACTOR)
+        else:
+            engine.execute_step(run_pk=run.pk, state_id=run.current_state, actor=ACTOR)
         run.refresh_from_db()
     return run
 

@@ -14,9 +14,16 @@ ACTOR = Actor.system("tests")
 
 def waiting_monthly_batch(tenant, preparer) -> JourneyRun:
     """A monthly batch run drafted and validated, paused at its approval step (no worker: steps by hand)."""
+    run = drafted_monthly_batch(tenant, preparer)
+    assert run.current_state == "waitForFinanceApproval"
+    return run
+
+
+def drafted_monthly_batch(tenant, preparer, *, unit_price: str = "300.00") -> JourneyRun:
+    """A monthly batch run drafted and validated by hand (no worker), wherever that took it."""
     customer = CustomerFactory(tenant=tenant, name="Lufthansa Cargo", email="ap@airline.example")
     SubscriptionFactory(
-        customer=customer, unit_price=Decimal("300.00"), tax_rate=Decimal("0.19"), started_on=date(2026, 1, 1)
+        customer=customer, unit_price=Decimal(unit_price), tax_rate=Decimal("0.19"), started_on=date(2026, 1, 1)
     )
     schedule = scheduling.schedule_configure(
         journey_name="monthly-invoicing-batch",
@@ -41,7 +48,6 @@ def waiting_monthly_batch(tenant, preparer) -> JourneyRun:
     for state in ("draftInvoices", "validateDrafts"):
         engine.execute_step(run_pk=run.pk, state_id=state, actor=ACTOR)
     run.refresh_from_db()
-    assert run.current_state == "waitForFinanceApproval"
     return run
 
 

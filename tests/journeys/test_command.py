@@ -36,7 +36,18 @@ def approver(tenant_a):
     return user
 
 
-START = ["start", "--tenant", "acme", "--batch-id", "main", "--interval", "P1M", "--max-runs", "12"]
+START = [
+    "start",
+    "monthly-invoicing-batch",
+    "--tenant",
+    "acme",
+    "--batch-id",
+    "main",
+    "--interval",
+    "P1M",
+    "--max-runs",
+    "12",
+]
 
 
 def test_start_configures_the_schedule_like_the_api(tenant_a):
@@ -84,11 +95,11 @@ def test_start_follow_before_the_first_run_says_when_it_starts(tenant_a):
     ],
 )
 def test_bad_start_is_refused_and_configures_nothing(tenant_a, args, message):
-    base = dict(zip(START[1::2], START[2::2], strict=True)) | {"--first-run-at": "2099-12-01T06:00:00Z"}
+    base = dict(zip(START[2::2], START[3::2], strict=True)) | {"--first-run-at": "2099-12-01T06:00:00Z"}
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
 
     with pytest.raises(CommandError, match=message):
-        journey("start", *[part for pair in base.items() for part in pair])
+        journey("start", "monthly-invoicing-batch", *[part for pair in base.items() for part in pair])
 
     assert not JourneySchedule.objects.exists()
 

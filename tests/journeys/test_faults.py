@@ -32,7 +32,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.factories import CustomerFactory, MembershipFactory, SubscriptionFactory, UserFactory
-from tests.stack import CeleryProcesses, PrivateRedis, free_port, publishing_to
+from tests.stack import CeleryProcesses, free_port, publishing_to
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -40,14 +40,6 @@ ACTOR = Actor.system("tests")
 # The worker's lease on a leased step: long enough for the worker to be killed inside it, short
 # enough that recovery can hand the step on a few seconds after the kill.
 LEASE_SECONDS = 5
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
 
 
 # --- An SMTP receiver that records every message --------------------------------------------------

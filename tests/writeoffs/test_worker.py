@@ -33,10 +33,11 @@ def setup_invoices(tenant, count: int) -> list[int]:
 
 
 def finish(run: JourneyRun, *, timeout: float) -> JourneyRun:
-    """Play beat: fire due timers (as if time passed) until the run ends."""
+    """Play beat: fire due timers (as if time passed) and recover what is stalled until the run ends."""
 
     def ended():
         engine.timers_fire_due(actor=ACTOR, now=timezone.now() + timedelta(minutes=1))
+        engine.runs_recover_stalled()
         run.refresh_from_db()
         return run.phase != "RUNNING"
 
@@ -70,7 +71,8 @@ def start_worker(db_name: str) -> subprocess.Popen:
         # settings_test takes its Redis from this test-only variable alone
         LEDGERFLOW_TEST_REDIS_URL=settings.CELERY_BROKER_URL,
         WRITEOFF_CHUNK_SIZE="2",
-        WRITEOFF_STALL_SECONDS="2",
+        # a chunk's lease: a killed worker's chunks are handed on by recovery this long after
+        JOURNEY_STEP_LEASE_SECONDS="5",
     )
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork", "-c", "2", "-Q", "default,io",
                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"]
@@ -86,7 +88,9 @@ def kill(worker: subprocess.Popen, sig=signal.SIGKILL) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_worker_killed_during_apply_leaves_every_invoice_at_zero_exactly_once(tenant_a):
+def test_worker_killed_during_apply_leaves_every_invoice_at_zero_exactly_once(tenant_a, settings):
+    # this process plays beat's recovery: a chunk message the dead worker held is lost after this
+    settings.JOURNEY_STALL_AFTER_SECONDS = 3
     from config.celery_app import app
 
     app.control.purge()

@@ -4,7 +4,7 @@ import hashlib
 import hmac
 import json
 import threading
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.core import mail
-from django.utils import timezone
 
 from journeys import engine
-from journeys.models import ApprovalPolicy, JourneyTimer
+from journeys.models import ApprovalPolicy, JourneyChunk, JourneyTimer
 from tests.conftest import grant_approver
 from tests.factories import MembershipFactory, UserFactory
 from tests.writeoffs.helpers import (
@@ -47,13 +46,11 @@ def policy(tenant, mode, amount=None):
 
 
 def run_to_end(run):
-    """Drive the steps in this process (no worker): apply the chunks, fire the poll timer, report."""
+    """Drive the steps in this process (no worker): split the candidates into chunks, run each, report."""
     step(run, "applyWriteOffs")
-    ids = list(WriteOffCandidate.objects.filter(run=run).values_list("pk", flat=True))
-    services.writeoff_apply_chunk(run_pk=run.pk, candidate_ids=ids, actor=ACTOR)
-    engine.timers_fire_due(actor=ACTOR, now=timezone.now() + timedelta(minutes=1))
+    for chunk in JourneyChunk.objects.filter(run=run).order_by("index"):
+        engine.execute_chunk(chunk_pk=chunk.pk, actor=ACTOR)
     run.refresh_from_db()
-    step(run, "checkComplete")
     step(run, "report")
 
 
@@ -233,20 +230,28 @@ def test_report_of_another_tenant_is_not_found(tenant_a, tenant_b, django_captur
 
 
 @pytest.mark.django_db
-def test_waiting_run_polls_again_until_no_candidate_is_pending(tenant_a, django_capture_on_commit_callbacks):
+def test_run_waits_on_its_chunks_without_a_timer_and_the_last_one_moves_it_on(
+    tenant_a, django_capture_on_commit_callbacks, settings
+):
+    settings.WRITEOFF_CHUNK_SIZE = 1
     policy(tenant_a.tenant, "never")
-    unbalanced_invoice(cancelled_subscription(tenant_a.tenant, at=CANCELLED))
+    for _ in range(2):
+        unbalanced_invoice(cancelled_subscription(tenant_a.tenant, at=CANCELLED))
     with django_capture_on_commit_callbacks(execute=False):
         run = start_run(tenant_a.tenant, DAY)
         step(run, "findCandidates")
         step(run, "applyWriteOffs")
-        for _ in range(2):  # nothing applied yet: the run goes back to its timer, twice
-            engine.timers_fire_due(actor=ACTOR, now=timezone.now() + timedelta(minutes=1))
-            run.refresh_from_db()
-            step(run, "checkComplete")
-            assert run.current_state == "awaitingWriteOffs"
+        first, second = JourneyChunk.objects.filter(run=run).order_by("index")
+        engine.execute_chunk(chunk_pk=first.pk, actor=ACTOR)
+        run.refresh_from_db()
+        # one chunk to go: the run waits on it (no polling timer, nothing to fire)
+        assert (run.current_state, run.waiting_for) == ("applyWriteOffs", "map")
+        assert not JourneyTimer.objects.filter(run=run).exists()
+        engine.execute_chunk(chunk_pk=second.pk, actor=ACTOR)
 
-    assert JourneyTimer.objects.filter(run=run, fired_at__isnull=True).count() == 1
+    run.refresh_from_db()
+    assert (run.current_state, run.waiting_for) == ("report", "task")
+    assert set(WriteOffCandidate.objects.filter(run=run).values_list("status", flat=True)) == {"succeeded"}
 
 
 @pytest.mark.django_db

@@ -1,18 +1,17 @@
 """`manage.py journey start|status|approve|cancel`: the journeys API's verbs for operators.
 
-Thin: `start` configures the monthly invoicing batch through invoicing.workflows.batch_configure (as
-POST …/monthly-invoicing-batch/start does), `approve` calls engine.run_decide (so the approver
-rules are the API's), `cancel` engine.run_cancel, `status` reads selectors. `--follow` polls the
-run record, which is the truth, until the run pauses (approval or timer) or ends.
+Thin, and knows no journey: `start <journey>` hands its options to the journey's own `configure`
+hook (the monthly batch's calls the same service as POST …/monthly-invoicing-batch/start),
+`approve` calls engine.run_decide (so the approver rules are the API's), `cancel` engine.run_cancel,
+`status` reads selectors. `--follow` polls the run record, which is the truth, until the run pauses
+(approval or timer) or ends; a journey's `progress` hook adds its own bars.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -21,17 +20,13 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from audit.actors import Actor
-from billing.models import Tenant
 from core.errors import ApplicationError
-from invoicing.workflows import BATCH_ID_PATTERN, batch_configure
 from journeys import engine, scheduling, selectors
-from journeys.models import JourneyApproval, JourneyRun, Phase, WaitKind
-from journeys.occurrences import InvalidInterval, parse_interval
+from journeys.definition import all_journeys, get_journey
+from journeys.models import JourneyApproval, JourneyRun, JourneySchedule, Phase, WaitKind
 
-MONTHLY_BATCH = "monthly-invoicing-batch"
 # How often --follow re-reads the run: each read is two or three small indexed queries.
 POLL_SECONDS = 0.5
-_BATCH_ID = re.compile(BATCH_ID_PATTERN)
 # Rates (steps/s) say nothing about a run that waits on people and timers: counts and time only.
 _BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}"
 # Step outcomes that do not move a run forward on its path.
@@ -39,27 +34,23 @@ _NOT_PROGRESS = ("error", "cancelled")
 
 
 class Command(BaseCommand):
-    help = "Start (configure) the monthly invoicing batch, show a journey's status, approve or cancel it."
+    help = "Start (configure) a journey, show a journey's status, approve or cancel it."
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True, metavar="{start,status,approve,cancel}")
 
         start = actions.add_parser(
-            "start", help="configure (create or update) the monthly invoicing batch's schedule"
+            "start", help="start or configure a journey (its own options follow its name)"
         )
-        start.add_argument("--tenant", required=True, help="tenant slug")
-        start.add_argument("--batch-id", required=True)
-        start.add_argument(
-            "--first-run-at", required=True, help="RFC 3339 with an offset, e.g. 2026-12-01T06:00:00Z"
-        )
-        start.add_argument("--interval", required=True, help="ISO 8601 duration, e.g. P1M")
-        start.add_argument("--max-runs", type=int, required=True)
-        start.add_argument(
-            "--grace", default="P7D", help="after the latest due date, before the first reminder"
-        )
-        start.add_argument("--gap", default="P7D", help="between the first reminder and the final notice")
-        start.add_argument("--user", help="who configures it: the preparer, who may not approve its runs")
-        self._follow_options(start)
+        journeys = start.add_subparsers(dest="journey_name", required=True, metavar="JOURNEY")
+        for name, journey in sorted(all_journeys().items()):
+            if journey.configure is None:
+                continue
+            one = journeys.add_parser(name, help=journey.configure.help)
+            one.add_argument("--tenant", required=True, help="tenant slug")
+            one.add_argument("--user", help="who starts it: the preparer, who may not approve its runs")
+            journey.configure.add_arguments(one)
+            self._follow_options(one)
 
         status = actions.add_parser("status", help="print a journey's status")
         status.add_argument("journey_id")
@@ -96,50 +87,38 @@ class Command(BaseCommand):
 
     # --- start -----------------------------------------------------------------------------------
     def handle_start(self, options):
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
+        journey = get_journey(options["journey_name"])
+        tenant_model = JourneyRun._meta.get_field("tenant").related_model
+        tenant = tenant_model.objects.filter(slug=options["tenant"]).first()
         if tenant is None:
             raise CommandError(f"No tenant {options['tenant']!r}.")
-        if not _BATCH_ID.match(options["batch_id"]):
-            raise CommandError("--batch-id: 1 to 100 of A-Z a-z 0-9 . _ : -")
-        first_run_at = _aware(options["first_run_at"])
-        for flag in ("interval", "grace", "gap"):
-            try:
-                parse_interval(options[flag])
-            except InvalidInterval as exc:
-                raise CommandError(f"--{flag}: {exc}") from None
-        if not 1 <= options["max_runs"] <= 10000:
-            raise CommandError("--max-runs: from 1 to 10000")
         user = _user(options["user"]) if options["user"] else None
         actor = Actor.for_user(user) if user else Actor.system("manage.py journey")
-        schedule = batch_configure(
-            tenant=tenant,
-            batch_id=options["batch_id"],
-            first_run_at=first_run_at,
-            interval=options["interval"],
-            max_runs=options["max_runs"],
-            grace_period=options["grace"],
-            reminder_gap=options["gap"],
-            user=user,
-            actor=actor,
-        )
-        self.stdout.write(
-            f"Configured {MONTHLY_BATCH} {schedule.key} for {tenant.slug}: configuration journey "
-            f"{schedule.config_run.journey_id} ({schedule.config_run.output.get('status')}), first run "
-            f"{first_run_at.isoformat()}, every {schedule.interval}, {schedule.max_runs} runs."
-        )
+        started, message = journey.configure.start(tenant=tenant, options=options, user=user, actor=actor)
+        self.stdout.write(message)
         if not options["follow"]:
             return
-        if first_run_at > timezone.now() and not schedule.runs.exists():
-            self.stdout.write(f"Nothing to follow yet: the first run starts at {first_run_at.isoformat()}.")
-            return
-        # what beat's next tick would do (each occurrence starts once, so racing beat is harmless)
+        if isinstance(started, JourneySchedule):
+            run = self._scheduled_run(started, actor)
+            if run is None:
+                return
+        else:
+            run = started
+        self._follow(run, options["timeout"])
+
+    def _scheduled_run(self, schedule: JourneySchedule, actor: Actor) -> JourneyRun | None:
+        """The schedule's latest run, after starting what beat's next tick would start."""
+        if schedule.first_run_at > timezone.now() and not schedule.runs.exists():
+            self.stdout.write(f"Nothing to follow yet: the first run starts at {_local(schedule)}.")
+            return None
+        # each occurrence starts once, so racing beat is harmless
         scheduling.schedule_fire(schedule_id=schedule.pk, actor=actor)
         run = schedule.runs.order_by("-occurrence").first()
         if run is None:
             self.stdout.write("Nothing to follow: the schedule is paused or has run max-runs times.")
-            return
+            return None
         self.stdout.write(f"Following run {run.journey_id} (occurrence {run.occurrence}).")
-        self._follow(run, options["timeout"])
+        return run
 
     # --- status ----------------------------------------------------------------------------------
     def handle_status(self, options):
@@ -215,7 +194,9 @@ class Command(BaseCommand):
         steps = tqdm(
             total=len(path), desc="steps", file=self.bar_stream, bar_format=_BAR_FORMAT, dynamic_ncols=True
         )
-        invoices = None
+        journey = get_journey(run.journey_name)
+        progress = journey.progress if journey is not None else None
+        bars: dict[str, tqdm] = {}
         deadline = time.monotonic() + timeout if timeout is not None else None
         try:
             while True:
@@ -223,19 +204,19 @@ class Command(BaseCommand):
                 steps.n = _steps_done(run, path)
                 steps.set_postfix_str(run.current_state, refresh=False)
                 steps.refresh()
-                drafted = run.invoices.count()
-                if drafted and invoices is None:
-                    invoices = tqdm(
-                        total=drafted,
-                        desc="invoices sent",
-                        file=self.bar_stream,
-                        bar_format=_BAR_FORMAT,
-                        dynamic_ncols=True,
-                    )
-                if invoices is not None:
-                    invoices.total = drafted
-                    invoices.n = run.invoices.filter(sent_at__isnull=False).count()
-                    invoices.refresh()
+                for label, done, total in progress(run) if progress is not None else ():
+                    if not total:
+                        continue
+                    if label not in bars:
+                        bars[label] = tqdm(
+                            total=total,
+                            desc=label,
+                            file=self.bar_stream,
+                            bar_format=_BAR_FORMAT,
+                            dynamic_ncols=True,
+                        )
+                    bars[label].total, bars[label].n = total, done
+                    bars[label].refresh()
                 if run.phase != Phase.RUNNING or run.waiting_for in (WaitKind.APPROVAL, WaitKind.TIMER):
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -248,8 +229,8 @@ class Command(BaseCommand):
             return
         finally:
             steps.close()
-            if invoices is not None:
-                invoices.close()
+            for bar in bars.values():
+                bar.close()
         if run.phase == Phase.RUNNING:
             self.stdout.write(f"Paused at {run.current_state}, waiting for {run.waiting_for}.")
         else:
@@ -278,16 +259,9 @@ def _user(username: str):
     return user
 
 
-def _aware(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CommandError(f"--first-run-at: {text!r} is not an RFC 3339 date-time") from None
-    if value.tzinfo is None:
-        raise CommandError(
-            "--first-run-at needs an offset (e.g. 2026-12-01T06:00:00Z): a time without one is ambiguous."
-        )
-    return value
+def _local(schedule: JourneySchedule) -> str:
+    """The schedule's first run as it was given (its configuration's firstRunAt)."""
+    return (schedule.context or {}).get("firstRunAt") or schedule.first_run_at.isoformat()
 
 
 def _text(value) -> str:
