@@ -31,7 +31,7 @@ beat: celery -A config beat -l info --scheduler django_celery_beat.schedulers:Da
 """
 START_TIMEOUT = 90
 STOP_TIMEOUT = 45
-TOKEN_LINE = re.compile(r"^\s+acme\s+\S+\s+([0-9a-f]{40})\s*$", re.MULTILINE)
+TOKEN_LINE = re.compile(r"^\s+acme\s+acme-operator\s+\S+\s+([0-9a-f]{40})\s*$", re.MULTILINE)  # seed_demo: slug, user, role, token
 
 
 # --- The decision -----------------------------------------------------------------------------
