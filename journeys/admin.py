@@ -23,6 +23,7 @@ from journeys.definition import APPROVAL_PANELS, Approval, all_journeys
 from journeys.models import (
     ApprovalPolicy,
     JourneyApproval,
+    JourneyChunk,
     JourneyRun,
     JourneySchedule,
     JourneyStep,
@@ -273,6 +274,14 @@ class JourneyStepAdmin(_RunScopedAdmin):
 class JourneyTimerAdmin(_RunScopedAdmin):
     list_display = ["run", "state", "due_at", "fired_at", "cancelled_at", "created_at"]
     list_filter = ["run__journey_name"]
+
+
+@admin.register(JourneyChunk)
+class JourneyChunkAdmin(_RunScopedAdmin):
+    """A Map state's chunks: what each worked on, its outcome, and the error of a failed one."""
+
+    list_display = ["run", "state", "index", "status", "attempt", "dispatched_at", "finished_at"]
+    list_filter = ["status", "run__journey_name"]
 
 
 @admin.register(JourneyApproval)
