@@ -13,7 +13,7 @@ from audit.actors import Actor
 from billing import services, webhooks
 from billing.models import Membership, PaymentProvider
 from core.api.serializers import StrictSerializer
-from core.errors import NotFound
+from core.errors import NotFound, ValidationFailed
 from core.roles import Role, permissions_of
 
 
@@ -61,7 +61,7 @@ class MembershipListView(APIView):
         body.is_valid(raise_exception=True)
         user = get_user_model().objects.filter(username=body.validated_data["username"], is_active=True).first()
         if user is None:
-            raise NotFound("No such user.")
+            raise ValidationFailed("No active user has this username.", field="username")
         membership = services.membership_create(
             tenant=request.tenant, user=user, roles=body.validated_data["roles"], actor=Actor.for_request(request)
         )

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from audit.actors import Actor
 from config.wsgi import application
 from tests.api.world import listed_ids, seed_world
 
@@ -31,13 +32,23 @@ STEP_IDS = ["approveInvoiceBatch", "approveConsolidation", "approveWriteOff", "c
 
 
 def api_token(ctx) -> str:
-    """The token every generated request carries: tenant A's member from the shared fixtures."""
+    """The token every generated request carries: tenant A's member from the shared fixtures,
+    holding every role, so each operation is reached past its permission check."""
+    from billing.models import Membership
+    from billing.services import membership_grant_role
+    from core.roles import Role
+
+    membership = Membership.objects.get(tenant=ctx.tenant, user=ctx.user)
+    for role in Role.values:
+        if role not in membership.roles:
+            membership = membership_grant_role(membership=membership, role=role, actor=Actor.system("tests"))
     return ctx.token.key
 
 
 @pytest.fixture
 def seeded(tenant_a, tenant_b):
     """Path values that name real records: {collection: ids} over both tenants."""
+    api_token(tenant_a)
     worlds = [seed_world(ctx.tenant) for ctx in (tenant_a, tenant_b)]
     collections = {}
     for ctx, world in zip((tenant_a, tenant_b), worlds, strict=True):

@@ -11,7 +11,8 @@ from datetime import date
 from decimal import Decimal
 
 from audit.actors import Actor
-from billing.models import Customer
+from billing.models import Customer, Membership
+from billing.webhooks import payment_provider_create
 from consolidation import services as consolidation_services
 from core.timezones import business_today
 from invoicing import services as invoicing_services
@@ -92,7 +93,14 @@ def seed_world(tenant) -> World:
     batch = waiting_monthly_batch(tenant, UserFactory())
     start_run(tenant, business_today())
 
+    provider = payment_provider_create(
+        tenant=tenant, actor=ACTOR, slug=f"rail-{tenant.slug}", name="Card rail", signing_secret="s3cret-rail"
+    )
+
     world = World(customer=customer)
+    # Tenant settings by their path's first segment: the payment rail a slug names.
+    world.ids["settings"] = [provider.slug]
+    world.ids["memberships"] = list(Membership.objects.filter(tenant=tenant).values_list("pk", flat=True))
     # The batch waiting for approval first: its step is the one a decision names.
     others = (
         JourneyRun.objects.filter(tenant=tenant).exclude(pk=batch.pk).values_list("journey_id", flat=True)
