@@ -773,7 +773,9 @@ def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: d
         cursor.execute(_CUSTOMER_SUM_SQL, params)
     if MatchRule.AMOUNT_COUNTERPARTY in rules:
         cursor.execute(_COUNTERPARTY_SQL, params)
-    cursor.execute("ANALYZE rc_i")
+    # The discrepancy insert looks up each entry's first invoice: without an index that is a scan of
+    # rc_i per discrepancy (114 s for 5,000 discrepancies among 100,000 entries).
+    cursor.execute("CREATE INDEX ON rc_i (entry_id); ANALYZE rc_i")
     cursor.execute(_ATTACH_PAYMENTS_SQL, params)
     cursor.execute("ANALYZE rc_e")
     # Lock the invoices before reading their balances, so a cancel or a manual match running
