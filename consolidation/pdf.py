@@ -5,7 +5,7 @@ from __future__ import annotations
 from fpdf import FPDF
 
 from consolidation.models import ConsolidatedInvoice
-from core.money import quantize_money, to_decimal
+from core.money import money_text
 from invoicing.documents import latin1
 
 # The facts of a line shown in its row, in this order (any other keys follow by name).
@@ -26,11 +26,6 @@ def details_text(details: list) -> str:
             values.append(f"{key} {text}" if key not in ("aircraft", "route") else text)
         parts.append("; ".join(values))
     return " | ".join(parts)
-
-
-def money_text(amount, currency: str) -> str:
-    """An amount with its currency's minor units (100.00 EUR, 1500 JPY, 1.250 KWD)."""
-    return f"{quantize_money(to_decimal(str(amount)), currency):f} {currency}"
 
 
 def render(ci: ConsolidatedInvoice) -> bytes:

@@ -151,3 +151,8 @@ def tax_amount(taxable: Decimal, rate: Decimal, currency: str) -> Decimal:
 
 
 ZERO = Decimal("0")
+
+
+def money_text(amount, currency: str) -> str:
+    """An amount as a document prints it: its currency's minor units (100.00 EUR, 1500 JPY, 1.250 KWD)."""
+    return f"{quantize_money(to_decimal(str(amount)), currency):f} {currency}"

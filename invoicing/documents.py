@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from fpdf import FPDF
 
+from core.money import money_text
 from invoicing.models import Invoice
-
-
-def _money(amount, currency: str) -> str:
-    return f"{amount.normalize():,f} {currency}" if amount == amount.to_integral() else f"{amount:,.2f} {currency}"
 
 
 def latin1(text) -> str:
@@ -43,13 +40,13 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     for item in invoice.items.all():
         pdf.cell(100, 6, latin1(item.description[:60]))
         pdf.cell(20, 6, f"{item.quantity.normalize():f}")
-        pdf.cell(35, 6, _money(item.amount, invoice.currency))
-        pdf.cell(35, 6, _money(taxes.get(item.pk, 0 * item.amount), invoice.currency), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(35, 6, money_text(item.amount, invoice.currency))
+        pdf.cell(35, 6, money_text(taxes.get(item.pk, 0 * item.amount), invoice.currency), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for label, amount in (("Subtotal", invoice.subtotal), ("Tax", invoice.tax_total), ("Total", invoice.total), ("Balance due", invoice.balance)):
         pdf.cell(155, 6, label, align="R")
-        pdf.cell(35, 6, _money(amount, invoice.currency), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(35, 6, money_text(amount, invoice.currency), new_x="LMARGIN", new_y="NEXT")
     rf = invoice.creditor_reference
     if rf:
         # Printed in groups of four, as ISO 11649 recommends for reading it aloud or typing it.
