@@ -127,18 +127,17 @@ def measure_draft_and_validate(size: int) -> dict:
 
 def measure_approval_to_first_send(size: int) -> float:
     """Seconds from the approval POST (over the API) to the first invoice sent by a real worker."""
-    from django.contrib.auth.models import Group
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     from billing.models import Membership
+    from core.roles import Role
     from invoicing.models import Invoice
     from journeys.models import JourneyRun as Run
 
     tenant = seed(size, f"approve{size}")
     preparer = _user(f"prep-{tenant.slug}", tenant)
-    approver = _user(f"appr-{tenant.slug}", tenant)
-    approver.groups.add(Group.objects.get(name="finance-approver"))
+    approver = _user(f"appr-{tenant.slug}", tenant, roles=[Role.FINANCE_APPROVER])
     run = new_run(tenant)
     run.started_by = preparer
     run.save()
@@ -172,13 +171,13 @@ def measure_approval_to_first_send(size: int) -> float:
         worker.wait(30)
 
 
-def _user(username: str, tenant: Tenant):
+def _user(username: str, tenant: Tenant, roles=("finance-operator",)):
     from django.contrib.auth import get_user_model
 
-    from billing.models import Membership
+    from billing.services import membership_create
 
     user = get_user_model().objects.create(username=username)
-    Membership.objects.create(tenant=tenant, user=user)
+    membership_create(tenant=tenant, user=user, roles=roles, actor=ACTOR)
     return user
 
 

@@ -295,10 +295,10 @@ def _approval_batch(customers: int):
     (run, approver)."""
     from datetime import timedelta
 
-    from django.contrib.auth.models import Group
     from django.utils import timezone
 
     from audit.actors import Actor
+    from core.roles import Role
     from invoicing.workflows import batch_configure
     from journeys import scheduling
     from journeys.models import JourneyRun
@@ -321,8 +321,7 @@ def _approval_batch(customers: int):
     # usernames of their own: factory sequences start again in every bench process
     preparer = MembershipFactory(tenant=tenant, user=UserFactory(username=f"bench-{tag}-preparer")).user
     approver = UserFactory(username=f"bench-{tag}-approver")
-    approver.groups.add(Group.objects.get(name="finance-approver"))
-    MembershipFactory(tenant=tenant, user=approver)
+    MembershipFactory(tenant=tenant, user=approver, roles=[Role.FINANCE_APPROVER])
     actor = Actor.system("bench")
     schedule = batch_configure(
         tenant=tenant,
