@@ -289,7 +289,3 @@ WRITEOFF_CHUNK_SIZE = env.int("WRITEOFF_CHUNK_SIZE", default=200)
 # Candidates per chunk task against a remote provider: each invoice waits on ~5 HTTP calls, so
 # small chunks let one run use every thread of the io queue.
 WRITEOFF_REMOTE_CHUNK_SIZE = env.int("WRITEOFF_REMOTE_CHUNK_SIZE", default=4)
-# How often a run waiting for its chunks checks PostgreSQL for completeness.
-WRITEOFF_POLL_SECONDS = env.int("WRITEOFF_POLL_SECONDS", default=5)
-# A run whose candidates saw no progress this long has lost a worker or a message: re-enqueue.
-WRITEOFF_STALL_SECONDS = env.int("WRITEOFF_STALL_SECONDS", default=120)
