@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from audit.models import Event
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(Event)

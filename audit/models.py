@@ -10,7 +10,7 @@ class Event(models.Model):
         UPDATED = "updated"
         DELETED = "deleted"
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     occurred_at = models.DateTimeField(db_default=Now(), db_index=True)
     # user, token, task or system; "system/unattributed" means a change made outside audited().
     actor_type = models.CharField(max_length=16)

@@ -47,8 +47,8 @@ def _setup_django() -> None:
 def seed(customers: int, invoices: int) -> None:
     from django.db import connection, transaction
 
-    from billing.models import Tenant
     from journeys.models import ApprovalPolicy
+    from tenancy.models import Tenant
 
     tenant, _ = Tenant.objects.get_or_create(slug=TENANT_SLUG, defaults={"name": "Bench"})
     ApprovalPolicy.objects.update_or_create(tenant=tenant, journey_name="daily-consolidation", defaults={"mode": "never"})
@@ -129,11 +129,11 @@ def run_once() -> None:
     """The measured part (child process): one journey run from start to SUCCEEDED."""
     from datetime import datetime
 
-    from audit.actors import Actor
-    from billing.models import Tenant
     from consolidation import services
     from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine
+    from core.actors import Actor
     from journeys import engine
+    from tenancy.models import Tenant
 
     actor = Actor.system("bench")
     tenant = Tenant.objects.get(slug=TENANT_SLUG)

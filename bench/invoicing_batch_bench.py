@@ -39,11 +39,11 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from audit.actors import Actor  # noqa: E402
-from billing.models import Tenant  # noqa: E402
+from core.actors import Actor  # noqa: E402
 from core.setup_services import database_ensure  # noqa: E402
 from invoicing import batch  # noqa: E402
 from journeys.models import JourneyRun  # noqa: E402
+from tenancy.models import Tenant  # noqa: E402
 
 ACTOR = Actor.system("bench")
 PERIOD = batch.BillingPeriod(start=date(2026, 10, 1), end=date(2026, 10, 31))
@@ -130,10 +130,10 @@ def measure_approval_to_first_send(size: int) -> float:
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
-    from billing.models import Membership
-    from core.roles import Role
     from invoicing.models import Invoice
     from journeys.models import JourneyRun as Run
+    from tenancy.models import Membership
+    from tenancy.roles import Role
 
     tenant = seed(size, f"approve{size}")
     preparer = _user(f"prep-{tenant.slug}", tenant)
@@ -174,7 +174,7 @@ def measure_approval_to_first_send(size: int) -> float:
 def _user(username: str, tenant: Tenant, roles=("finance-operator",)):
     from django.contrib.auth import get_user_model
 
-    from billing.services import membership_create
+    from tenancy.services import membership_create
 
     user = get_user_model().objects.create(username=username)
     membership_create(tenant=tenant, user=user, roles=roles, actor=ACTOR)

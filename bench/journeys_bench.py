@@ -194,7 +194,7 @@ def start_worker(
 
 
 def _tenant():
-    from billing.models import Tenant
+    from tenancy.models import Tenant
 
     tenant, _ = Tenant.objects.get_or_create(slug="bench-journeys", defaults={"name": "Bench journeys"})
     return tenant
@@ -230,7 +230,7 @@ def bench_hop(hops: int, repeats: int = 5) -> float:
 
 def bench_ten_steps(runs: int, journey: str = "bench-ten-steps") -> float:
     """ms per step of a 10-step journey, created → SUCCEEDED, runs one after another (median)."""
-    from audit.actors import Actor
+    from core.actors import Actor
     from journeys import engine
     from journeys.models import JourneyRun
 
@@ -271,7 +271,7 @@ def bench_three_steps(runs: int) -> dict:
     from django.db import connection
     from django.db.models import Max
 
-    from audit.actors import Actor
+    from core.actors import Actor
     from journeys import engine
     from journeys.models import JourneyRun
 
@@ -297,11 +297,11 @@ def _approval_batch(customers: int):
 
     from django.utils import timezone
 
-    from audit.actors import Actor
-    from core.roles import Role
+    from core.actors import Actor
     from invoicing.workflows import batch_configure
     from journeys import scheduling
     from journeys.models import JourneyRun
+    from tenancy.roles import Role
     from tests.factories import (
         CustomerFactory,
         MembershipFactory,

@@ -140,8 +140,9 @@ def _seed(invoices: int):
     """A fresh tenant with 1,000 customers, `invoices` issued invoices and their payments (set-based)."""
     from django.db import connection
 
-    from billing.models import Customer, Tenant
+    from billing.models import Customer
     from reconciliation.models import BankAccount
+    from tenancy.models import Tenant
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE billing_tenant CASCADE")
@@ -256,7 +257,7 @@ def run_once(invoices: int, rounds: int) -> dict:
     _setup_django()
     from django.db import connection
 
-    from audit.actors import Actor
+    from core.actors import Actor
     from reconciliation import parsers, services
     from reconciliation.models import BankEntry
 

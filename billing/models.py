@@ -1,75 +1,10 @@
-from django.conf import settings
-from django.contrib.postgres.fields import ArrayField
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
 from billing.lifecycle import CancellationSource, PaymentMethod, PaymentStatus, SubscriptionStatus
-from core import money
-from core.roles import Role
-
-
-def amount_field(**kwargs):
-    """A money amount: exact decimal, wide enough for every ISO 4217 minor unit."""
-    return models.DecimalField(
-        max_digits=money.AMOUNT_MAX_DIGITS, decimal_places=money.AMOUNT_DECIMAL_PLACES, **kwargs
-    )
-
-
-def unit_amount_field(**kwargs):
-    return models.DecimalField(
-        max_digits=money.UNIT_AMOUNT_MAX_DIGITS, decimal_places=money.UNIT_AMOUNT_DECIMAL_PLACES, **kwargs
-    )
-
-
-def rate_field(**kwargs):
-    # 0.190000 for 19 %; six places hold any published VAT or sales-tax rate.
-    return models.DecimalField(
-        max_digits=money.RATE_MAX_DIGITS, decimal_places=money.RATE_DECIMAL_PLACES, **kwargs
-    )
-
-
-def currency_field(**kwargs):
-    return models.CharField(max_length=3, **kwargs)
-
-
-class Tenant(models.Model):
-    """A finance team's books. Every row of every app belongs to exactly one tenant."""
-
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=64, unique=True)
-    default_currency = currency_field(default="EUR")
-    invoice_number_prefix = models.CharField(max_length=16, default="INV")
-    # Days between an invoice's issue date and its due date when the caller does not say.
-    payment_terms_days = models.PositiveSmallIntegerField(default=30)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Membership(models.Model):
-    """A user's place in a tenant; API callers act for the tenant of their membership.
-
-    Written only by billing.services.membership_* (the admin, the API and seed_demo call them).
-    """
-
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    # What the user may do in this tenant (core/roles.py maps each role to its permissions).
-    roles = ArrayField(models.CharField(max_length=32, choices=Role.choices), default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user"),
-            models.CheckConstraint(
-                condition=Q(roles__contained_by=Role.values), name="membership_roles_known"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user} @ {self.tenant}"
+from core.fields import amount_field, currency_field, rate_field, unit_amount_field
+from tenancy.models import Tenant
 
 
 class Customer(models.Model):

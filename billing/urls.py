@@ -10,11 +10,6 @@ router.register("charges", apis.ChargeViewSet, basename="charge")
 router.register("payments", apis.PaymentViewSet, basename="payment")
 
 urlpatterns = [
-    path("memberships", settings_apis.MembershipListView.as_view(), name="membership-list"),
-    path("memberships/<int:membership_id>/roles", settings_apis.MembershipRolesView.as_view(), name="membership-roles"),
-    path(
-        "memberships/<int:membership_id>/roles/<str:role>", settings_apis.MembershipRoleView.as_view(), name="membership-role"
-    ),
     path("settings/payment-providers", settings_apis.PaymentProviderListView.as_view(), name="settings-payment-providers"),
     path("settings/payment-providers/<slug:slug>", settings_apis.PaymentProviderView.as_view(), name="settings-payment-provider"),
     path(

@@ -20,11 +20,11 @@ import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import audited
 from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus
 from billing.models import Payment, PaymentProvider, WebhookEvent
 from core import jsonlimits
+from core.actors import Actor
+from core.attribution import audited
 from core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
 
 log = structlog.get_logger(__name__)

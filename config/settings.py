@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "core",
+    "tenancy",
     "audit",
     "billing",
     "invoicing",
@@ -155,7 +156,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.HasTenantPermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["tenancy.permissions.HasTenantPermission"],
     "DEFAULT_RENDERER_CLASSES": _renderers,
     "DEFAULT_PARSER_CLASSES": [
         "core.api.parsers.CamelCaseDecimalJSONParser",
@@ -206,7 +207,7 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "billing.lifecycle.SubscriptionStatus",
         "CancellationSourceEnum": "billing.lifecycle.CancellationSource",
         "BillingPeriodTypeEnum": "consolidation.lifecycle.PeriodType",
-        "RoleEnum": "core.roles.Role",
+        "RoleEnum": "tenancy.roles.Role",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
@@ -264,6 +265,8 @@ JOURNEY_SEGMENT_SECONDS = env.float("JOURNEY_SEGMENT_SECONDS", default=1.0)
 JOURNEY_SEGMENT_STEPS = env.int("JOURNEY_SEGMENT_STEPS", default=50)
 # How often beat ticks each journey schedule; an occurrence starts at most this late.
 JOURNEY_SCHEDULE_TICK_SECONDS = env.int("JOURNEY_SCHEDULE_TICK_SECONDS", default=10)
+# Who may decide an approval step: the roles table (the kernel itself knows no roles and fails closed).
+JOURNEYS_DECIDER_CHECK = "tenancy.roles.may"
 # Celery's Django fixup closes the database connection after every task unless told otherwise:
 # that is a new PostgreSQL session per task.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)

@@ -7,6 +7,7 @@ from core.api.not_found import api_not_found
 from core.health import healthz, readyz
 
 api_v1 = [
+    path("", include("tenancy.urls")),
     path("", include("billing.urls")),
     path("", include("invoicing.urls")),
     path("", include("audit.urls")),

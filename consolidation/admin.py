@@ -2,8 +2,6 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from audit.actors import Actor
-from billing.admin import _run
 from billing.lifecycle import PaymentStatus
 from billing.models import Payment
 from consolidation import services
@@ -15,10 +13,11 @@ from consolidation.models import (
     ConsolidationSettings,
     CustomerBillingPeriod,
 )
-from core import roles
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from core.actors import Actor
 from core.errors import ApplicationError
 from reconciliation.models import BankEntry, MatchStatus
+from tenancy import roles
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(ConsolidationSettings)
@@ -65,8 +64,7 @@ class CustomerBillingPeriodAdmin(TenantScopedAdmin):
     @admin.action(description="Generate the current period's consolidated invoice now")
     def generate_now(self, request, queryset):
         actor = Actor.for_user(request.user)
-        _run(
-            self,
+        self.run_each(
             request,
             self.permitted(request, queryset, roles.CONSOLIDATION_MANAGE).select_related("customer__tenant"),
             lambda row: services.consolidated_generate(customer=row.customer, actor=actor, user=request.user),

@@ -11,12 +11,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.actors import Actor
 from billing.models import Customer, Payment
 from consolidation import selectors, services
 from consolidation.lifecycle import ConsolidatedStatus, KycStatus, PeriodType
 from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, CustomerBillingPeriod
 from consolidation.periods import key_start_range
+from core.actors import Actor
 from core.api.serializers import PlainIntegerField, StrictSerializer, TenantScopedPrimaryKeyRelatedField
 from core.api.views import TenantScopedViewSet
 from core.errors import NotFound

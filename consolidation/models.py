@@ -8,14 +8,14 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 
-from billing.models import amount_field, currency_field
 from consolidation.lifecycle import ConsolidatedStatus, KycStatus, PeriodType
+from core.fields import amount_field, currency_field
 
 
 class ConsolidationSettings(models.Model):
     """A tenant's consolidation settings; a tenant without a row gets the defaults."""
 
-    tenant = models.OneToOneField("billing.Tenant", on_delete=models.CASCADE, related_name="consolidation_settings")
+    tenant = models.OneToOneField("tenancy.Tenant", on_delete=models.CASCADE, related_name="consolidation_settings")
     number_prefix = models.CharField(max_length=16, default="CONS")
     # Turning consolidation off mid-period: the open period's invoices still go into one final
     # consolidated invoice at the period's end (True), or stay individual invoices (False).
@@ -31,7 +31,7 @@ class ConsolidationSettings(models.Model):
 class CustomerBillingPeriod(models.Model):
     """Whether and how a customer's invoices are consolidated."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     customer = models.OneToOneField("billing.Customer", on_delete=models.CASCADE, related_name="billing_period")
     enabled = models.BooleanField(default=False)
     period_type = models.CharField(max_length=8, choices=PeriodType.choices, default=PeriodType.MONTHLY)
@@ -68,7 +68,7 @@ class CustomerBillingPeriod(models.Model):
 class ConsolidatedInvoice(models.Model):
     """One invoice for a customer's billing period. Unique per (customer, period) unless cancelled."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="consolidated_invoices")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="consolidated_invoices")
     customer = models.ForeignKey("billing.Customer", on_delete=models.PROTECT, related_name="consolidated_invoices")
     # Allocated on issue: CONS-2026-W04-001, gapless per tenant and period; drafts have none.
     number = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001 - unique, so drafts hold NULL
@@ -128,7 +128,7 @@ class ConsolidatedInvoiceLine(models.Model):
     """One source invoice in a consolidated invoice. The unique source is the "included" mark:
     the database refuses to consolidate an invoice twice."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     consolidated_invoice = models.ForeignKey(ConsolidatedInvoice, on_delete=models.CASCADE, related_name="lines")
     source_invoice = models.OneToOneField(
         "invoicing.Invoice", on_delete=models.PROTECT, related_name="consolidation_line"
@@ -152,7 +152,7 @@ class ConsolidatedInvoiceLine(models.Model):
 class ConsolidationNumberSequence(models.Model):
     """The last sequence issued per tenant and period key; locked by the issuing transaction."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
     period_key = models.CharField(max_length=16)
     last_value = models.PositiveIntegerField(default=0)
 

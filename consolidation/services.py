@@ -20,9 +20,7 @@ import structlog
 from django.db import connection
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import audited
-from billing.models import Customer, Payment, Tenant
+from billing.models import Customer, Payment
 from consolidation import selectors
 from consolidation.lifecycle import (
     CONSOLIDATED_TRANSITIONS,
@@ -39,11 +37,14 @@ from consolidation.models import (
 )
 from consolidation.periods import PeriodOutOfRange, period_containing, start_day_range
 from consolidation.selectors import JOURNEY_NAME, Target
+from core.actors import Actor
+from core.attribution import audited
 from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO
 from core.timezones import business_today
 from invoicing.models import Invoice
 from journeys.public import run_start
+from tenancy.models import Tenant
 
 if TYPE_CHECKING:
     from reconciliation.models import BankEntry

@@ -7,8 +7,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.actors import Actor
 from consolidation import selectors, services
+from core.actors import Actor
 from core.api.serializers import StrictSerializer
 
 

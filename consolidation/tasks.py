@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from audit.actors import Actor
 from consolidation import services
+from core.actors import Actor
 
 
 @shared_task(name="consolidation.start_daily_runs", bind=True)

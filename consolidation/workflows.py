@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from billing.models import Tenant
 from consolidation import selectors, services
 from journeys.public import Approval, Journey, Map, Policy, Succeed, Task, register
+from tenancy.models import Tenant
 
 
 def _day(ctx) -> date:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from core.models import IdempotencyKey
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(IdempotencyKey)

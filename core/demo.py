@@ -20,12 +20,14 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
-from audit.actors import Actor
 from billing import services as billing
-from billing.models import Customer, Tenant
-from core.roles import Role
+from billing.models import Customer
+from core.actors import Actor
 from core.timezones import business_today
 from invoicing import services as invoicing
+from tenancy import services as tenancy
+from tenancy.models import Tenant
+from tenancy.roles import Role
 
 log = structlog.get_logger(__name__)
 
@@ -487,7 +489,7 @@ def _ensure_role_user(tenant: Tenant, suffix: str, role: str) -> DemoToken:
             # Talks to the API with its token only: no password login.
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        billing.membership_create(tenant=tenant, user=user, roles=[role], actor=ACTOR)
+        tenancy.membership_create(tenant=tenant, user=user, roles=[role], actor=ACTOR)
         token, _ = Token.objects.get_or_create(user=user)
     return DemoToken(tenant_slug=tenant.slug, username=username, role=role, token=token.key)
 

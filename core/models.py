@@ -5,7 +5,7 @@ from django.db import models
 class IdempotencyKey(models.Model):
     """The first response to a POST carrying an Idempotency-Key, replayed for a retry of it."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     # The operation the key was first used for and a hash of its body: another body is refused.
     method = models.CharField(max_length=8)

@@ -88,7 +88,7 @@ def admin_user_ensure(*, tenant_slugs: tuple[str, ...] = ()) -> AdminLogin:
     """
     from django.contrib.auth import get_user_model
 
-    from billing.models import Membership, Tenant
+    from tenancy.models import Membership, Tenant
 
     password, source = _admin_password()
     user_model = get_user_model()

@@ -1,13 +1,12 @@
 from django.contrib import admin
 from django.urls import reverse
 
-from audit.actors import Actor
-from billing.admin import _run
-from core import roles
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from core.actors import Actor
 from invoicing import services, workflows
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, InvoiceNumberSequence, TaxItem
 from journeys.public import register_approval_panel
+from tenancy import roles
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 class _ReadOnlyInline(admin.TabularInline):
@@ -90,13 +89,12 @@ class InvoiceAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     def issue(self, request, queryset):
         actor = Actor.for_user(request.user)
         queryset = self.permitted(request, queryset, roles.INVOICES_MANAGE)
-        _run(self, request, queryset, lambda i: services.invoice_issue(invoice=i, actor=actor))
+        self.run_each(request, queryset, lambda i: services.invoice_issue(invoice=i, actor=actor))
 
     @admin.action(description="Cancel selected invoices")
     def cancel(self, request, queryset):
         actor = Actor.for_user(request.user)
-        _run(
-            self,
+        self.run_each(
             request,
             self.permitted(request, queryset, roles.INVOICES_MANAGE),
             lambda i: services.invoice_cancel(invoice=i, actor=actor, reason="cancelled in the admin"),

@@ -17,15 +17,15 @@ import structlog
 from django.db import connection
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import audited
-from billing.models import Tenant
+from core.actors import Actor
+from core.attribution import audited
 from core.errors import Conflict
 from core.money import get_currency
 from core.timezones import business_zone
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER, send_invoice_document
 from invoicing.lifecycle import OPEN_STATUSES, InvoiceStatus
 from invoicing.models import Invoice
+from tenancy.models import Tenant
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.api.serializers import PlainIntegerField
 from invoicing.workflows import BATCH_ID_PATTERN, batch_configure
 from journeys.public import InvalidInterval, parse_interval, run_outcome

@@ -6,14 +6,14 @@ from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Upper
 from stdnum.iso7064 import mod_97_10
 
-from billing.models import amount_field, currency_field, rate_field, unit_amount_field
+from core.fields import amount_field, currency_field, rate_field, unit_amount_field
 from invoicing.lifecycle import OPEN_STATUSES, AdjustmentType, InvoiceStatus
 
 
 class Invoice(models.Model):
     """An invoice. Invariant (database-enforced): balance = total − amount_paid − amount_credited."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="invoices")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="invoices")
     customer = models.ForeignKey("billing.Customer", on_delete=models.PROTECT, related_name="invoices")
     # Allocated when the invoice is issued, gapless per tenant and year; drafts have none.
     number = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001 - unique, so drafts hold NULL
@@ -127,7 +127,7 @@ def creditor_reference(number: str | None) -> str:
 
 
 class InvoiceItem(models.Model):
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="items")
     # The charge this line bills. Kept when the invoice is cancelled (the cancelled invoice still
     # shows what it carried), so a charge may sit on several items, but on one live item at most.
@@ -172,7 +172,7 @@ class InvoiceItem(models.Model):
 class TaxItem(models.Model):
     """Tax on one invoice item (one rate per item, as Zuora's taxation items)."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="tax_items")
     invoice_item = models.ForeignKey(InvoiceItem, on_delete=models.CASCADE, related_name="tax_items")
     name = models.CharField(max_length=100, default="VAT")
@@ -197,7 +197,7 @@ class TaxItem(models.Model):
 class InvoiceAdjustment(models.Model):
     """A credit (lowers the balance) or charge (raises it) against exactly one item or tax item."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="adjustments")
     invoice_item = models.ForeignKey(
         InvoiceItem, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments"
@@ -238,7 +238,7 @@ class InvoiceNumberSequence(models.Model):
     """The last number issued per tenant and year. Locked by the issuing transaction, so a rollback
     gives the number back: no gaps, no duplicates."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
     year = models.PositiveSmallIntegerField()
     last_value = models.PositiveIntegerField(default=0)
 

@@ -15,15 +15,16 @@ import structlog
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import audited
-from billing.models import Charge, Customer, Tenant
+from billing.models import Charge, Customer
+from core.actors import Actor
+from core.attribution import audited
 from core.db import violated_constraint
 from core.errors import Conflict, ValidationFailed
 from core.money import ZERO, AmountOutOfRange, check_in_range, fits_currency, line_amount, tax_amount
 from core.timezones import business_today
 from invoicing.lifecycle import INVOICE_TRANSITIONS, OPEN_STATUSES, AdjustmentType, InvoiceStatus
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, TaxItem
+from tenancy.models import Tenant
 
 log = structlog.get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing import services
 
 

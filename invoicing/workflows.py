@@ -32,7 +32,6 @@ from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import Tenant
 from core.errors import ValidationFailed
 from core.timezones import business_today, business_zone
 from invoicing import batch
@@ -55,6 +54,7 @@ from journeys.public import (
     register,
     schedule_configure,
 )
+from tenancy.models import Tenant
 
 NAME = "monthly-invoicing-batch"
 DEFAULT_GAP = "P7D"

@@ -15,8 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from audit.actors import Actor
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from core.actors import Actor
 from core.errors import ApplicationError
 from journeys import engine, selectors
 from journeys.definition import APPROVAL_PANELS, Approval, all_journeys
@@ -33,6 +32,7 @@ from journeys.models import (
     WaitKind,
 )
 from journeys.policies import policy_rows
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 # Journey name → its richer approval panel: apps register theirs in their own admin.py
 # (journeys.public.register_approval_panel; invoicing does for the monthly batch).

@@ -36,7 +36,7 @@ class StepContext:
     subject_id: str
     context: dict[str, Any]
     started_by_id: int | None
-    actor: Any  # audit.actors.Actor of the executing task
+    actor: Any  # core.actors.Actor of the executing task
     parent_pk: int | None = None  # the configuration run of a scheduled run
 
 

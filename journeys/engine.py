@@ -24,10 +24,11 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, Exists, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from psycopg.pq import TransactionStatus
 
-from audit.actors import Actor
-from audit.context import audited
+from core.actors import Actor
+from core.attribution import audited
 from core.db import violated_constraint
 from core.errors import ApplicationError, Conflict, NotFound
 from journeys import leases, runrow
@@ -843,26 +844,35 @@ def _step_failed(
 
 # --- Approvals -----------------------------------------------------------------------------------
 def _default_decider_check(user, tenant_id: int, permission: str) -> bool:
-    """Until the project registers its check (billing's app config wires the roles table's `may`),
-    nobody may decide: the kernel fails closed rather than guess who holds which role."""
+    """Without a configured check nobody may decide: the kernel fails closed rather than guess who
+    holds which role."""
     return False
 
 
 # Who may decide: fn(user, tenant_id, permission) -> bool. The kernel knows no roles; the project
-# wires its own check (the roles' `may`) with set_decider_check at start-up.
-_decider_check = _default_decider_check
+# names its check in settings.JOURNEYS_DECIDER_CHECK (a dotted path, read on first use), or a
+# caller sets one with set_decider_check.
+_decider_check = None
 
 
 def set_decider_check(check) -> None:
     """Make `check(user, tenant_id, permission) -> bool` the kernel's answer to "may this user
-    decide this approval step?" for every journey (None: back to the default rule). The kernel
-    still refuses the run's starter (maker-checker) whatever the check says."""
+    decide this approval step?" for every journey (None: back to settings.JOURNEYS_DECIDER_CHECK).
+    The kernel still refuses the run's starter (maker-checker) whatever the check says."""
     global _decider_check
-    _decider_check = check or _default_decider_check
+    _decider_check = check
+
+
+def _configured_decider_check():
+    global _decider_check
+    if _decider_check is None:
+        path = getattr(settings, "JOURNEYS_DECIDER_CHECK", None)
+        _decider_check = import_string(path) if path else _default_decider_check
+    return _decider_check
 
 
 def may_decide(user, *, tenant_id: int, permission: str) -> bool:
-    return user is not None and user.is_active and bool(_decider_check(user, tenant_id, permission))
+    return user is not None and user.is_active and bool(_configured_decider_check()(user, tenant_id, permission))
 
 
 def run_decide(

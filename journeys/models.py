@@ -40,7 +40,7 @@ class WaitKind(models.TextChoices):
 class JourneyRun(models.Model):
     journey_id = models.CharField(max_length=32, unique=True, default=new_journey_id, editable=False)
     journey_name = models.CharField(max_length=100)
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="journey_runs")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="journey_runs")
     subject_id = models.CharField(max_length=200, blank=True)
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.RUNNING)
     current_state = models.CharField(max_length=100)
@@ -205,7 +205,7 @@ class JourneyApproval(models.Model):
 class JourneySchedule(models.Model):
     """A journey bound to a schedule: occurrence k starts at first_run_at + k × interval."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="journey_schedules")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="journey_schedules")
     journey_name = models.CharField(max_length=100)
     key = models.CharField(max_length=200)
     first_run_at = models.DateTimeField()
@@ -242,7 +242,7 @@ class ApprovalPolicy(models.Model):
         NEVER = "never"
         ABOVE_THRESHOLD = "above_threshold"
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="approval_policies")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="approval_policies")
     journey_name = models.CharField(max_length=100)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ALWAYS)
     # With above_threshold: a run whose total in `threshold_currency` exceeds this waits for approval;

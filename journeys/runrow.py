@@ -31,8 +31,8 @@ from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import attribution
+from core.actors import Actor
+from core.attribution import attribution
 from journeys.models import JourneyRun
 
 _META = JourneyRun._meta

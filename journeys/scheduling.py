@@ -17,8 +17,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from audit.actors import Actor
-from audit.context import audited
+from core.actors import Actor
+from core.attribution import audited
 from core.timezones import business_zone
 from journeys import engine
 from journeys.definition import get_journey

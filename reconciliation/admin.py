@@ -9,10 +9,8 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from audit.actors import Actor
 from billing.models import Payment
-from core import roles
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from core.actors import Actor
 from core.errors import ApplicationError
 from core.money import parse_plain
 from invoicing.models import Invoice
@@ -28,6 +26,8 @@ from reconciliation.models import (
     StatementFormat,
     UnmatchedBankEntry,
 )
+from tenancy import roles
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 class CsvProfileInline(admin.StackedInline):

@@ -7,7 +7,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from billing.models import amount_field, currency_field
+from core.fields import amount_field, currency_field
 
 
 class BankEntryKind(models.TextChoices):
@@ -92,7 +92,7 @@ def _default_rules():
 class ReconciliationSettings(models.Model):
     """How a tenant's matching runs: which rules, in which order, and how close is equal."""
 
-    tenant = models.OneToOneField("billing.Tenant", on_delete=models.CASCADE, related_name="+")
+    tenant = models.OneToOneField("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
     rules = ArrayField(models.CharField(max_length=32), default=_default_rules)
     # Bank fees and rounding, per currency ({"EUR": "1.00", "JPY": "100"}, amounts as strings so they
     # stay exact): an amount within this of the expected one counts as equal. A currency not listed
@@ -113,7 +113,7 @@ class ReconciliationSettings(models.Model):
 
 
 class BankAccount(models.Model):
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="bank_accounts")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="bank_accounts")
     name = models.CharField(max_length=200)
     iban = models.CharField(max_length=34)
     bic = models.CharField(max_length=11, blank=True)
@@ -165,7 +165,7 @@ class StatementFormat(models.TextChoices):
 class BankStatement(models.Model):
     """One import of a statement file. Re-importing creates another record, never another entry."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="bank_statements")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="bank_statements")
     bank_account = models.ForeignKey(BankAccount, on_delete=models.PROTECT, related_name="statements")
     format = models.CharField(max_length=8, choices=StatementFormat.choices)
     # The bank's statement id (CAMT Stmt/Id, MT940 :20:), blank for CSV.
@@ -187,7 +187,7 @@ class BankStatement(models.Model):
 class BankEntry(models.Model):
     """One line of a bank statement. Credits are positive."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="bank_entries")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="bank_entries")
     bank_account = models.ForeignKey(BankAccount, on_delete=models.PROTECT, related_name="entries")
     statement = models.ForeignKey(BankStatement, on_delete=models.PROTECT, related_name="entries")
     booking_date = models.DateField()
@@ -242,7 +242,7 @@ class Reconciliation(models.Model):
     one-to-many (several payments for an invoice) is several rows sharing the invoice.
     """
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="reconciliations")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="reconciliations")
     invoice = models.ForeignKey(
         "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="reconciliations"
     )

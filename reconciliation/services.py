@@ -22,10 +22,10 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import audited
 from billing.lifecycle import PaymentStatus
-from billing.models import Payment, Tenant
+from billing.models import Payment
+from core.actors import Actor
+from core.attribution import audited
 from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO, fits_currency, is_currency, parse_plain, to_decimal
 from invoicing import services as invoicing_services
@@ -47,6 +47,7 @@ from reconciliation.models import (
     ReconciliationStatus,
     StatementFormat,
 )
+from tenancy.models import Tenant
 
 log = structlog.get_logger(__name__)
 

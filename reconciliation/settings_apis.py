@@ -7,7 +7,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.api.serializers import StrictSerializer
 from reconciliation import services
 from reconciliation.services import DEFAULT_RULES

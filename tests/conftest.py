@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing import services as invoicing_services
 from tests.factories import CustomerFactory, MembershipFactory, TenantFactory, TokenFactory
 
@@ -122,9 +122,9 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
 def grant_approver(user):
     """Give `user` the finance-approver role in each tenant they belong to (or, with no membership
     yet, in the first one MembershipFactory gives them)."""
-    from billing.models import Membership
-    from billing.services import membership_grant_role
-    from core.roles import Role
+    from tenancy.models import Membership
+    from tenancy.roles import Role
+    from tenancy.services import membership_grant_role
 
     memberships = list(Membership.objects.filter(user=user))
     for membership in memberships:

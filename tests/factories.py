@@ -6,8 +6,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from billing.models import Charge, Customer, Membership, Payment, Subscription, Tenant
-from core.roles import Role
+from billing.models import Charge, Customer, Payment, Subscription
+from tenancy.models import Membership, Tenant
+from tenancy.roles import Role
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -45,8 +46,8 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *, tenant, user, roles):
-        from audit.actors import Actor
-        from billing.services import membership_create
+        from core.actors import Actor
+        from tenancy.services import membership_create
 
         # grant_approver() on a user with no membership yet: the role comes with their first one.
         roles = [*roles, *getattr(user, "pending_test_roles", ())]

@@ -3,8 +3,8 @@ from django.contrib import admin
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from audit.actors import Actor
-from core.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from core.actors import Actor
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from writeoffs import services
 from writeoffs.apis import csv_response
 from writeoffs.models import WriteOffCandidate, WriteOffReport, WriteOffSettings

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from billing.lifecycle import CancellationSource
-from billing.models import amount_field, currency_field
+from core.fields import amount_field, currency_field
 
 
 class Provider(models.TextChoices):
@@ -15,7 +15,7 @@ class Provider(models.TextChoices):
 class WriteOffSettings(models.Model):
     """Per tenant: which ledger the write-offs go to, and who hears about failures."""
 
-    tenant = models.OneToOneField("billing.Tenant", on_delete=models.CASCADE, related_name="writeoff_settings")
+    tenant = models.OneToOneField("tenancy.Tenant", on_delete=models.CASCADE, related_name="writeoff_settings")
     provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.LOCAL)
     zuora_base_url = models.URLField(blank=True)
     zuora_client_id = models.CharField(max_length=200, blank=True)
@@ -52,7 +52,7 @@ class CandidateStatus(models.TextChoices):
 class WriteOffCandidate(models.Model):
     """An invoice proposed for write-off by one run; the run is complete when none is pending."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     run = models.ForeignKey("journeys.JourneyRun", on_delete=models.PROTECT, related_name="writeoff_candidates")
     invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="writeoff_candidates")
     subscription = models.ForeignKey("billing.Subscription", on_delete=models.PROTECT, related_name="+")
@@ -85,7 +85,7 @@ class WriteOffCandidate(models.Model):
 class WriteOffReport(models.Model):
     """What a finished run could not write off, as a CSV for download; notified once."""
 
-    tenant = models.ForeignKey("billing.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="+")
     run = models.OneToOneField("journeys.JourneyRun", on_delete=models.PROTECT, related_name="writeoff_report")
     failed_count = models.PositiveIntegerField(default=0)
     csv = models.TextField(blank=True)

@@ -30,14 +30,15 @@ from django.db.models import Count, DecimalField, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audit.actors import Actor
-from audit.context import audited
 from billing.lifecycle import CancellationSource, SubscriptionStatus
-from billing.models import Subscription, Tenant
+from billing.models import Subscription
+from core.actors import Actor
+from core.attribution import audited
 from core.money import ZERO
 from core.timezones import business_zone
 from invoicing.lifecycle import OPEN_STATUSES
 from journeys.public import JourneyRun, Phase, run_start
+from tenancy.models import Tenant
 from writeoffs.models import CandidateStatus, Provider, WriteOffCandidate, WriteOffReport, WriteOffSettings
 from writeoffs.providers import WriteOffFailed
 

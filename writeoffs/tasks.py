@@ -3,7 +3,7 @@
 import requests
 from celery import shared_task
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.timezones import business_today
 from writeoffs import services
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.idempotency import run_idempotently
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

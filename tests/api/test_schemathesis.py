@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from audit.actors import Actor
 from config.wsgi import application
+from core.actors import Actor
 from tests.api.world import listed_ids, seed_world
 
 # Bounded so the whole suite stays within CI's time budget (under a minute on an idle 2-core
@@ -34,9 +34,9 @@ STEP_IDS = ["approveInvoiceBatch", "approveConsolidation", "approveWriteOff", "c
 def api_token(ctx) -> str:
     """The token every generated request carries: tenant A's member from the shared fixtures,
     holding every role, so each operation is reached past its permission check."""
-    from billing.models import Membership
-    from billing.services import membership_grant_role
-    from core.roles import Role
+    from tenancy.models import Membership
+    from tenancy.roles import Role
+    from tenancy.services import membership_grant_role
 
     membership = Membership.objects.get(tenant=ctx.tenant, user=ctx.user)
     for role in Role.values:

@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from audit.actors import Actor
-from billing.models import Customer, Membership
+from billing.models import Customer
 from billing.webhooks import payment_provider_create
 from consolidation import services as consolidation_services
+from core.actors import Actor
 from core.timezones import business_today
 from invoicing import services as invoicing_services
 from journeys.models import JourneyRun
 from reconciliation import services as reconciliation_services
+from tenancy.models import Membership
 from tests.consolidation.helpers import completed_payment, enabled_customer, issued_invoice
 from tests.factories import (
     BankAccountFactory,

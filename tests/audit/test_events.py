@@ -5,10 +5,10 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
-from audit.actors import Actor
-from audit.context import audited
 from audit.models import Event
 from billing import services as billing
+from core.actors import Actor
+from core.attribution import audited
 from invoicing import services as invoicing
 from invoicing.models import Invoice
 

@@ -49,14 +49,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from audit.actors import Actor
-from audit.context import audited
 from billing import services as billing_services
 from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus
 from billing.models import Charge, Customer, Payment, Subscription
 from consolidation import services as consolidation_services
 from consolidation.lifecycle import CONSOLIDATED_TRANSITIONS, ConsolidatedStatus
 from consolidation.models import ConsolidatedInvoice
+from core.actors import Actor
+from core.attribution import audited
 from core.errors import ApplicationError
 from core.money import ZERO, fits_currency, get_currency, line_amount, quantize_money, tax_amount
 from core.timezones import business_today

@@ -3,8 +3,8 @@
 from datetime import date
 from decimal import Decimal
 
-from audit.actors import Actor
 from consolidation import services
+from core.actors import Actor
 from invoicing import services as invoicing_services
 from tests.factories import ChargeFactory, CustomerFactory
 

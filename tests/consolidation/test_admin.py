@@ -6,8 +6,8 @@ import pytest
 
 from consolidation import services
 from consolidation.models import ConsolidatedInvoice
-from core.roles import may
 from journeys.models import JourneyRun
+from tenancy.roles import may
 from tests.consolidation.helpers import ACTOR, bank_entry, completed_payment, enabled_customer, issued_invoice
 from tests.factories import MembershipFactory, UserFactory
 

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import Membership
-from core.roles import Role
 from invoicing.models import Invoice
+from tenancy.models import Membership
+from tenancy.roles import Role
 from tests.factories import MembershipFactory, UserFactory
 
 
@@ -70,7 +70,7 @@ def test_a_tenant_admin_manages_settings_but_does_not_read_the_books(client, ten
     _staff(client, tenant_a.tenant, Role.TENANT_ADMIN)
 
     assert client.get("/admin/reconciliation/reconciliationsettings/").status_code == 200
-    assert client.get("/admin/billing/membership/").status_code == 200
+    assert client.get("/admin/tenancy/membership/").status_code == 200
     assert client.get("/admin/invoicing/invoice/").status_code == 403
     assert client.get(f"/admin/invoicing/invoice/{draft_invoice.pk}/change/").status_code in (302, 403)
 
@@ -80,19 +80,19 @@ def test_an_operator_cannot_open_the_tenant_settings_or_memberships(client, tena
     _staff(client, tenant_a.tenant, Role.FINANCE_OPERATOR)
 
     assert client.get("/admin/reconciliation/reconciliationsettings/").status_code == 403
-    assert client.get("/admin/billing/membership/").status_code == 403
+    assert client.get("/admin/tenancy/membership/").status_code == 403
     assert client.get("/admin/writeoffs/writeoffsettings/").status_code == 403
 
 
 @pytest.mark.django_db
 def test_the_membership_admin_goes_through_the_services_and_keeps_the_last_tenant_admin(client, tenant_a, actor):
-    from billing import services
+    from tenancy import services
 
     admin_user = _staff(client, tenant_a.tenant, Role.TENANT_ADMIN)
     services.membership_remove(membership=Membership.objects.get(user=tenant_a.user), actor=actor)
     own = Membership.objects.get(tenant=tenant_a.tenant, user=admin_user)
 
-    response = client.post(f"/admin/billing/membership/{own.pk}/change/", {"roles": ["viewer"]}, follow=True)
+    response = client.post(f"/admin/tenancy/membership/{own.pk}/change/", {"roles": ["viewer"]}, follow=True)
 
     own.refresh_from_db()
     assert Role.TENANT_ADMIN in own.roles

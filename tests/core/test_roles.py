@@ -2,7 +2,7 @@
 
 The operations come from drf-spectacular's schema at test time, and each must be named in
 EXPECTED, so an endpoint added without saying who may call it fails here. For each caller the
-answer is what core/roles.py's table says: allowed → neither 401 nor 403 (nor a 5xx); refused → 403
+answer is what tenancy/roles.py's table says: allowed → neither 401 nor 403 (nor a 5xx); refused → 403
 problem naming the missing permission. A member of another tenant naming this tenant (X-Tenant)
 is refused 403 before any permission is looked at; their requests for this tenant's objects by id
 answer 404 (tests/api/test_tenant_isolation.py).
@@ -19,8 +19,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.views import APIView
 
-from core.api.permissions import HasTenantPermission
-from core.roles import ALL_PERMISSIONS, ROLE_PERMISSIONS, Role
+from tenancy.permissions import HasTenantPermission
+from tenancy.roles import ALL_PERMISSIONS, ROLE_PERMISSIONS, Role
 from tests.factories import MembershipFactory, TenantFactory, TokenFactory
 
 # operationId → the permission it needs (journeys_step: an approval decision; its "cancel" step is below).

@@ -8,10 +8,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
-from billing.models import Customer, Membership, Tenant
+from billing.models import Customer
 from core import demo, setup_services
-from core.roles import Role
 from invoicing.models import Invoice
+from tenancy.models import Membership, Tenant
+from tenancy.roles import Role
 
 
 @pytest.mark.django_db

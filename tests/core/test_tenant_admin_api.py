@@ -9,8 +9,9 @@ import json
 import pytest
 
 from audit.models import Event
-from billing.models import Membership, PaymentProvider
-from core.roles import Role, may
+from billing.models import PaymentProvider
+from tenancy.models import Membership
+from tenancy.roles import Role, may
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 

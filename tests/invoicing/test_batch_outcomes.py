@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing.models import Invoice
 from journeys import engine, scheduling
 from journeys.models import JourneyApproval, JourneyRun

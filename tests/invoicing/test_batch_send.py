@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing import batch
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER
 from invoicing.models import Invoice

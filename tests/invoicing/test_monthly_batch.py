@@ -9,8 +9,8 @@ from django.core import mail
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from audit.actors import Actor
 from billing.models import Charge
+from core.actors import Actor
 from invoicing import batch
 from invoicing.models import Invoice, InvoiceItem, TaxItem
 from journeys import engine, scheduling

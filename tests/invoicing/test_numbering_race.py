@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from audit.actors import Actor
 from consolidation import services as consolidation_services
 from consolidation.models import ConsolidatedInvoice
+from core.actors import Actor
 from invoicing import services
 from invoicing.models import Invoice
 from tests.factories import CustomerFactory, TenantFactory

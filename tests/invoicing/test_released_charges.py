@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from audit.actors import Actor
 from billing.models import Charge
+from core.actors import Actor
 from invoicing import batch, services
 from invoicing.models import Invoice, InvoiceItem
 from journeys import engine, scheduling

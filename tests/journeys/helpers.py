@@ -3,7 +3,7 @@
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from audit.actors import Actor
+from core.actors import Actor
 from journeys import engine, scheduling
 from journeys.models import JourneyRun
 from tests.conftest import grant_approver

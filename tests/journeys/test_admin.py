@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.messages import get_messages
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing.models import Invoice
 from journeys import engine
 from journeys.models import ApprovalPolicy, JourneyApproval

@@ -8,8 +8,8 @@ import time_machine
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from audit.actors import Actor
 from audit.models import Event
+from core.actors import Actor
 from journeys import engine
 from journeys.models import JourneyApproval, JourneyRun, JourneyStep, JourneyTimer
 from tests.conftest import grant_approver, wait_for

@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.errors import Conflict
 from journeys import engine
 from journeys.definition import Journey, Succeed, Task, register

@@ -20,7 +20,7 @@ import time_machine
 from aiosmtpd.controller import Controller
 from django.utils import timezone
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing.models import Invoice
 from journeys import engine, scheduling
 from journeys.models import JourneyRun, JourneyStep, JourneyTimer

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.actors import Actor
+from core.actors import Actor
 from journeys import engine, runrow
 from journeys.definition import Journey, StepContext, Succeed, Task, register
 from journeys.models import JourneyRun, JourneyStep
@@ -73,7 +73,7 @@ register(
 def _step_fn(state_id: str, kind: str, multiplier: int):
     def fn(ctx: StepContext):
         if kind == "query":
-            from billing.models import Tenant
+            from tenancy.models import Tenant
 
             assert Tenant.objects.filter(pk=ctx.tenant_id).exists()
         x = ctx.context["x"]

@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from audit.actors import Actor
+from core.actors import Actor
 from journeys import engine
 from journeys.models import JourneyRun, JourneyStep
 from tests.journeys import sample  # noqa: F401 - registers the kernel-slow journey

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.actors import Actor
 from billing.models import Customer
+from core.actors import Actor
 from journeys import engine
 from journeys.models import JourneyChunk, JourneyRun, JourneyStep
 from tests.conftest import wait_for

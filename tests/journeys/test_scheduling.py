@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django_celery_beat.models import PeriodicTask
 
-from audit.actors import Actor
+from core.actors import Actor
 from journeys import scheduling
 from journeys.models import JourneyRun, JourneySchedule
 

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from audit.actors import Actor
 from billing.models import Customer
+from core.actors import Actor
 from journeys import engine
 from journeys.models import JourneyRun, JourneyStep
 from tests.conftest import wait_for

@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from audit.actors import Actor
 from audit.models import Event
 from billing.models import Customer
+from core.actors import Actor
 from journeys import engine, runrow
 from journeys.models import JourneyRun, JourneyStep
 from tests.journeys import sample

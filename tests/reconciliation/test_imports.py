@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from audit.actors import Actor
+from core.actors import Actor
 from reconciliation import services
 from reconciliation.models import BankEntry, BankStatement
 from reconciliation.parsers import StatementInvalid

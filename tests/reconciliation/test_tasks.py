@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.setup_services import PERIODIC_TASKS
 from invoicing.models import Invoice
 from reconciliation import services, tasks

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.db.models import F
 
-from audit.actors import Actor
+from core.actors import Actor
 from invoicing import services as invoicing
 from invoicing.models import Invoice, InvoiceItem, TaxItem
 from journeys import engine

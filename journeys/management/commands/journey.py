@@ -19,7 +19,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from tqdm import tqdm
 
-from audit.actors import Actor
+from core.actors import Actor
 from core.errors import ApplicationError
 from journeys import engine, scheduling, selectors
 from journeys.definition import all_journeys, get_journey

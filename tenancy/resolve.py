@@ -2,8 +2,8 @@
 
 import re
 
-from billing.models import Tenant
 from core.errors import ValidationFailed
+from tenancy.models import Tenant
 
 TENANT_HEADER = "X-Tenant"
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,200}")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from django.db import connection, transaction
 
-from audit.actors import Actor
+from core.actors import Actor
 
 # A select list that attributes the current transaction. A hot path puts it into a statement it
 # runs anyway (see `attribution()`), so attributing costs no round trip of its own.

@@ -1,4 +1,4 @@
-"""Admin base: every view and action obeys the roles table (core/roles.py) for the tenant of the row.
+"""Admin base: every view and action obeys the roles table (tenancy/roles.py) for the tenant of the row.
 
 Staff who are not superusers see only rows of tenants where one of their roles grants the admin's
 `view_permission`, change them only where a role grants `change_permission`, and pick only those
@@ -8,27 +8,19 @@ tenants in forms. Actions run only over the rows whose tenant grants what the ac
 
 from __future__ import annotations
 
-from django.apps import apps
 from django.contrib import admin, messages
 from django.db import models
 
+from core.errors import ApplicationError
 from core.forms import PlainDecimalField
-from core.roles import BOOKS_VIEW, may, tenants_where
-
-# By name, not by import: the ground floor (and the journeys kernel's admin, which uses this) must
-# not import the billing app, whose models the tenant lives in (an import-linter contract).
-TENANT_MODEL = "billing.Tenant"
-
-
-def _tenant_model():
-    return apps.get_model(TENANT_MODEL)
+from tenancy.models import Tenant
+from tenancy.roles import BOOKS_VIEW, may, tenants_where
 
 
 def user_tenants(user):
-    tenant = _tenant_model()
     if user.is_superuser:
-        return tenant.objects.all()
-    return tenant.objects.filter(memberships__user=user)
+        return Tenant.objects.all()
+    return Tenant.objects.filter(memberships__user=user)
 
 
 class TenantScopedAdmin(admin.ModelAdmin):
@@ -69,13 +61,25 @@ class TenantScopedAdmin(admin.ModelAdmin):
             )
         return allowed
 
+    def run_each(self, request, queryset, call) -> None:
+        """An action over rows: `call(row)` for each, a row's ApplicationError reported, the rest go on."""
+        done = 0
+        for obj in queryset:
+            try:
+                call(obj)
+                done += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} done.", messages.SUCCESS)
+
     # --- Django's hooks ----------------------------------------------------------------------------
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
         readable = {p for p in (self.view_permission, self.change_permission) if p}
-        tenants = _tenant_model().objects.none()
+        tenants = Tenant.objects.none()
         for permission in readable:
             tenants = tenants | tenants_where(request.user, permission)
         return queryset.filter(**{f"{self.tenant_field}__in": tenants.values("pk")})
@@ -103,9 +107,9 @@ class TenantScopedAdmin(admin.ModelAdmin):
         writable = (
             tenants_where(request.user, self.change_permission)
             if self.change_permission
-            else _tenant_model().objects.none()
+            else Tenant.objects.none()
         )
-        if model is _tenant_model():
+        if model is Tenant:
             field.queryset = writable
         elif any(f.name == "tenant" for f in model._meta.get_fields()):
             field.queryset = field.queryset.filter(tenant__in=writable)

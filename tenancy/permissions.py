@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from core.api.tenancy import resolve_tenant
 from core.errors import PermissionMissing
-from core.roles import may
+from tenancy.resolve import resolve_tenant
+from tenancy.roles import may
 
 # HEAD and OPTIONS read what GET reads.
 _READ_ALIASES = {"HEAD": "GET", "OPTIONS": "GET"}

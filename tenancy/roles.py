@@ -1,6 +1,6 @@
 """Roles per tenant membership and the one table of what each role may do.
 
-The API (core/api/permissions.py), the admin (core/admin_scoping.py) and the approval decision all
+The API (tenancy/permissions.py), the admin (tenancy/admin_scoping.py) and the approval decision all
 read ROLE_PERMISSIONS through `may()`; nothing else grants authority. A role belongs to the
 membership (user × tenant), so a person can approve in one tenant and only operate in another.
 """
@@ -75,7 +75,7 @@ def roles_with(permission: str) -> list[str]:
 
 
 def roles_in(user, tenant_id: int) -> list[str]:
-    Membership = apps.get_model("billing", "Membership")
+    Membership = apps.get_model("tenancy", "Membership")
     found = Membership.objects.filter(user=user, tenant_id=tenant_id).values_list("roles", flat=True).first()
     return list(found or [])
 
@@ -96,7 +96,7 @@ def may(user, tenant_id: int, permission: str) -> bool:
 
 def tenants_where(user, permission: str):
     """The tenants in which `user` may do `permission` (all tenants for a superuser)."""
-    Tenant = apps.get_model("billing", "Tenant")
+    Tenant = apps.get_model("tenancy", "Tenant")
     if not (user.is_authenticated and user.is_active):
         return Tenant.objects.none()
     if user.is_superuser:
