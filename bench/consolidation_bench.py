@@ -32,7 +32,7 @@ RUN_AT = "2026-01-25T01:00:00+00:00"  # Sunday: weekly periods from Monday end t
 def _setup_django() -> None:
     import django
 
-    from core.setup_services import database_ensure
+    from operations.setup_services import database_ensure
 
     django.setup()
     import logging

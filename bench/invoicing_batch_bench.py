@@ -40,9 +40,9 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from core.actors import Actor  # noqa: E402
-from core.setup_services import database_ensure  # noqa: E402
 from invoicing import batch  # noqa: E402
 from journeys.models import JourneyRun  # noqa: E402
+from operations.setup_services import database_ensure  # noqa: E402
 from tenancy.models import Tenant  # noqa: E402
 
 ACTOR = Actor.system("bench")

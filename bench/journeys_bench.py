@@ -154,7 +154,7 @@ def setup_django() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from core.setup_services import database_ensure
+    from operations.setup_services import database_ensure
 
     database_ensure()
     call_command("migrate", verbosity=0)

@@ -45,10 +45,10 @@ from django.utils import timezone  # noqa: E402
 
 from billing.models import Customer, Subscription  # noqa: E402
 from core.actors import Actor  # noqa: E402
-from core.setup_services import database_ensure  # noqa: E402
 from invoicing.models import Invoice  # noqa: E402
 from journeys import engine  # noqa: E402
 from journeys.models import ApprovalPolicy  # noqa: E402
+from operations.setup_services import database_ensure  # noqa: E402
 from tenancy.models import Tenant  # noqa: E402
 from writeoffs.models import WriteOffCandidate, WriteOffSettings  # noqa: E402
 

@@ -242,9 +242,8 @@ class ChargeViewSet(
 
 # --- Payments -----------------------------------------------------------------------------------
 def _invoice_queryset():
-    from invoicing.models import Invoice
-
-    return Invoice.objects.all()
+    # The payment's own relation (Payment.invoice, declared by name): billing does not import invoicing.
+    return Payment._meta.get_field("invoice").related_model.objects.all()
 
 
 class PaymentSerializer(StrictModelSerializer):

@@ -26,18 +26,10 @@ from pathlib import Path
 
 from config.dotenv import read_dotenv
 from config.embedded import BASE_DIR, ServicesError, resolve
+from operations.setup import SETUP_COMMANDS
 
 log = logging.getLogger("ledgerflow.launch")
 
-# The setup commands, in order; each is idempotent, so every start runs all of them.
-SETUP_COMMANDS = (
-    ("ensure_database",),
-    ("migrate", "--noinput"),
-    ("sync_schedules",),
-    ("seed_demo",),
-    ("ensure_admin",),
-    ("collectstatic", "--noinput", "--verbosity", "0"),
-)
 # How long honcho gets to stop web, worker and beat before it is killed.
 STOP_TIMEOUT_SECONDS = 30
 

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "reconciliation",
     "writeoffs",
     "consolidation",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -246,14 +247,10 @@ CELERY_TASK_ROUTES = {
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler; it syncs every app's schedules.py when it starts.
+CELERY_BEAT_SCHEDULER = "operations.beat:Scheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
-# The journey kernel's heartbeats (merged into django-celery-beat's table by its scheduler).
-CELERY_BEAT_SCHEDULE = {
-    "journeys: fire due timers": {"task": "journeys.fire_due_timers", "schedule": 5.0},
-    "journeys: recover stalled runs": {"task": "journeys.recover_stalled_runs", "schedule": 30.0},
-}
 # How long a leased (transactional=False) journey step holds its run without renewing the lease (a
 # working step renews it every third of this) before recovery may hand it on, and how long a
 # dispatched step may go unclaimed before it is presumed lost in transit. Fault tests shorten both.

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.apis import PaymentWebhookView
@@ -24,6 +25,11 @@ api_v1 = [
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    # Tenants and memberships moved from billing to tenancy: old bookmarks still arrive.
+    re_path(
+        r"^admin/billing/(?P<rest>(?:tenant|membership)/.*)$",
+        RedirectView.as_view(url="/admin/tenancy/%(rest)s", permanent=True, query_string=True),
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from core.schedules import FixedSchedule
+from core.periodic import FixedSchedule
 
 SCHEDULES = (
     FixedSchedule(

@@ -1,4 +1,4 @@
-from core.schedules import FixedSchedule
+from core.periodic import FixedSchedule
 
 SCHEDULES = (
     FixedSchedule(

@@ -1,7 +1,7 @@
 """The kernel's heartbeats: durable timers are rows with due_at, and stalled steps are handed on;
 these two beat entries look for both. Their entry names are the ones installations already have."""
 
-from core.schedules import FixedSchedule
+from core.periodic import FixedSchedule
 
 SCHEDULES = (
     FixedSchedule(

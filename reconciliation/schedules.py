@@ -1,4 +1,4 @@
-from core.schedules import FixedSchedule
+from core.periodic import FixedSchedule
 
 SCHEDULES = (
     # A plain beat task (no approval or pause needed); matching is idempotent and incremental.

@@ -5,8 +5,9 @@ from django.contrib import admin, messages
 
 from core.actors import Actor
 from core.errors import ApplicationError
+from core.models import IdempotencyKey
 from tenancy import roles, services
-from tenancy.admin_scoping import TenantScopedAdmin, user_tenants
+from tenancy.admin_scoping import ReadOnlyAdminMixin, TenantScopedAdmin, user_tenants
 from tenancy.models import Membership, Tenant
 
 
@@ -85,3 +86,11 @@ class MembershipAdmin(TenantScopedAdmin):
     def delete_queryset(self, request, queryset):
         for membership in self.permitted(request, queryset, roles.MEMBERSHIPS_MANAGE):
             self.delete_model(request, membership)
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    """Stored answers to retried API creates (core.idempotency), per tenant."""
+
+    list_display = ["key", "tenant", "method", "path", "response_status", "created_at"]
+    search_fields = ["key"]

@@ -112,7 +112,7 @@ class CeleryProcesses:
 
     def beat(self) -> subprocess.Popen:
         return self._start(
-            "beat", ["beat", "-l", "info", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+            "beat", ["beat", "-l", "info", "--scheduler", "operations.beat:Scheduler"]
         )
 
     @staticmethod

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_PROCFILE = """\
 web: gunicorn config.wsgi --bind 127.0.0.1:${PORT} --workers 1 --access-logfile -
 worker: celery -A config worker -Q default,io -l info --concurrency 1
-beat: celery -A config beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+beat: celery -A config beat -l info --scheduler operations.beat:Scheduler
 """
 START_TIMEOUT = 90
 STOP_TIMEOUT = 45

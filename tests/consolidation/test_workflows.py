@@ -9,9 +9,9 @@ from django.test import override_settings
 
 from consolidation import tasks
 from consolidation.models import ConsolidatedInvoice
-from core.setup_services import PERIODIC_TASKS
 from journeys import engine
 from journeys.models import ApprovalPolicy, JourneyChunk, JourneyRun
+from operations.setup_services import declared_schedules
 from tests.conftest import grant_approver, wait_for
 from tests.consolidation.helpers import ACTOR, enabled_customer, issued_invoice
 from tests.factories import MembershipFactory, UserFactory
@@ -44,7 +44,7 @@ def test_task_names_are_pinned_and_daily_entry_is_a_fixed_crontab():
     assert tasks.start_daily_runs.name == "consolidation.start_daily_runs"
     assert tasks.send_consolidated_invoices.name == "consolidation.send_consolidated_invoices"
     assert tasks.mark_overdue.name == "consolidation.mark_overdue"
-    daily = next(s for s in PERIODIC_TASKS if s.task == "consolidation.start_daily_runs")
+    daily = next(s for s in declared_schedules() if s.task == "consolidation.start_daily_runs")
     assert (daily.hour, daily.minute) == ("1", "0")
 
 

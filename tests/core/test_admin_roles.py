@@ -97,3 +97,13 @@ def test_the_membership_admin_goes_through_the_services_and_keeps_the_last_tenan
     own.refresh_from_db()
     assert Role.TENANT_ADMIN in own.roles
     assert any("last tenant-admin" in str(m) for m in response.context["messages"])
+
+
+@pytest.mark.django_db
+def test_the_old_billing_admin_addresses_of_tenants_and_memberships_redirect_to_tenancy(client):
+    moved = client.get("/admin/billing/membership/?tenant__id__exact=1")
+    tenant = client.get("/admin/billing/tenant/3/change/")
+
+    assert (moved.status_code, moved["Location"]) == (301, "/admin/tenancy/membership/?tenant__id__exact=1")
+    assert (tenant.status_code, tenant["Location"]) == (301, "/admin/tenancy/tenant/3/change/")
+    assert client.get("/admin/billing/customer/").status_code == 302  # to the login, not moved

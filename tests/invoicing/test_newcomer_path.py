@@ -21,9 +21,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from core.demo import demo_tokens
 from invoicing.models import Invoice
 from journeys.models import JourneyApproval, JourneyRun
+from operations.demo import demo_tokens
 from tests.conftest import (
     subprocess_env,
     suite_database_url,

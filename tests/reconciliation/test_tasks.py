@@ -5,8 +5,8 @@ import io
 import pytest
 
 from core.actors import Actor
-from core.setup_services import PERIODIC_TASKS
 from invoicing.models import Invoice
+from operations.setup_services import declared_schedules
 from reconciliation import services, tasks
 from reconciliation.models import Reconciliation
 from tests.conftest import wait_for
@@ -16,7 +16,7 @@ from tests.reconciliation.camt import camt053
 def test_task_names_are_pinned_and_daily_run_is_scheduled():
     assert tasks.run_matching.name == "reconciliation.run_matching"
     assert tasks.run_daily_matching.name == "reconciliation.run_daily_matching"
-    assert "reconciliation.run_daily_matching" in {s.task for s in PERIODIC_TASKS}
+    assert "reconciliation.run_daily_matching" in {s.task for s in declared_schedules()}
 
 
 def test_import_then_completed_payment_reconcile_through_the_worker(celery_worker, books):

@@ -279,7 +279,7 @@ def test_task_names_are_pinned():
 def test_beat_entry_runs_daily_at_the_configured_hour_in_the_business_zone():
     from django_celery_beat.models import PeriodicTask
 
-    from core.setup_services import periodic_tasks_sync
+    from operations.setup_services import periodic_tasks_sync
 
     periodic_tasks_sync()
 

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from core.demo import demo_tokens
+from operations.demo import demo_tokens
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from core.demo import demo_seed
+from operations.demo import demo_seed
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core.setup_services import database_ensure
+from operations.setup_services import database_ensure
 
 
 class Command(BaseCommand):

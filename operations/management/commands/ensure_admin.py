@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from core.demo import DEMO_TENANT_SLUGS
-from core.setup_services import admin_user_ensure
+from operations.demo import DEMO_TENANT_SLUGS
+from operations.setup_services import admin_user_ensure
 
 
 class Command(BaseCommand):

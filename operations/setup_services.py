@@ -5,6 +5,8 @@ Each service is idempotent: `make run` calls them on every start, and a second c
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import secrets
 from dataclasses import dataclass
@@ -12,9 +14,12 @@ from pathlib import Path
 
 import psycopg
 import structlog
+from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from psycopg import errors, sql
+
+from core.periodic import FixedSchedule
 
 log = structlog.get_logger(__name__)
 
@@ -117,57 +122,18 @@ def admin_user_ensure(*, tenant_slugs: tuple[str, ...] = ()) -> AdminLogin:
 
 
 # --- Periodic schedules -------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class FixedSchedule:
-    """A periodic task that every installation runs, at a wall-clock time in the business zone."""
-
-    task: str
-    hour: str
-    minute: str
-    description: str
-    day_of_week: str = "*"
-    day_of_month: str = "*"
-    month_of_year: str = "*"
-
-    @property
-    def name(self) -> str:
-        # The beat entry is keyed on the task name: one entry per fixed task, found again on re-sync.
-        return self.task
-
-
-PERIODIC_TASKS: tuple[FixedSchedule, ...] = (
-    FixedSchedule(
-        task="invoicing.mark_overdue_invoices",
-        hour="2",
-        minute="0",
-        description="Open invoices past their due date become overdue (daily, 02:00 business time).",
-    ),
-    FixedSchedule(
-        task="consolidation.start_daily_runs",
-        hour=str(settings.CONSOLIDATION_RUN_HOUR),
-        minute="0",
-        description="Consolidate the invoices of customers whose billing period ends today (daily, business time).",
-    ),
-    FixedSchedule(
-        task="consolidation.mark_overdue",
-        hour="2",
-        minute="5",
-        description="Consolidated invoices past their due date become overdue (daily, 02:05 business time).",
-    ),
-    # A plain beat task (no approval or pause needed); matching is idempotent and incremental.
-    FixedSchedule(
-        task="reconciliation.run_daily_matching",
-        hour="1",
-        minute="30",
-        description="Match unmatched bank entries and flag missing bank credits (daily, 01:30, before overdue).",
-    ),
-    FixedSchedule(
-        task="writeoffs.start_daily_runs",
-        hour=str(settings.WRITEOFF_RUN_HOUR),
-        minute="0",
-        description="Write off unbalanced invoices left by cancellations 1-5 days ago (daily, WRITEOFF_RUN_HOUR business time).",
-    ),
-)
+def declared_schedules() -> tuple[FixedSchedule, ...]:
+    """Every installed app's `SCHEDULES` (its `schedules.py`), in INSTALLED_APPS order."""
+    found: list[FixedSchedule] = []
+    for config in apps.get_app_configs():
+        if importlib.util.find_spec(f"{config.name}.schedules") is None:
+            continue
+        found.extend(importlib.import_module(f"{config.name}.schedules").SCHEDULES)
+    names = [s.name for s in found]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"Two apps declare the beat entry {duplicated[0]!r}.")
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,31 +143,38 @@ class ScheduleSync:
     unchanged: tuple[str, ...]
 
 
-def periodic_tasks_sync(*, schedules: tuple[FixedSchedule, ...] = PERIODIC_TASKS) -> ScheduleSync:
-    """Each fixed schedule has exactly one enabled beat entry with its crontab in BUSINESS_TIME_ZONE.
+def periodic_tasks_sync(*, schedules: tuple[FixedSchedule, ...] | None = None) -> ScheduleSync:
+    """Each declared schedule has exactly one enabled beat entry: its crontab in BUSINESS_TIME_ZONE,
+    or its interval.
 
     An entry already as wanted is not saved again, so beat sees no change and does not reload.
     """
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     from core.timezones import business_zone
 
     zone = business_zone()
     created, updated, unchanged = [], [], []
     with transaction.atomic():
-        for schedule in schedules:
-            crontab, _ = CrontabSchedule.objects.get_or_create(
-                minute=schedule.minute,
-                hour=schedule.hour,
-                day_of_week=schedule.day_of_week,
-                day_of_month=schedule.day_of_month,
-                month_of_year=schedule.month_of_year,
-                timezone=zone,
-            )
+        for schedule in declared_schedules() if schedules is None else schedules:
+            crontab = interval = None
+            if schedule.every_seconds is not None:
+                interval, _ = IntervalSchedule.objects.get_or_create(
+                    every=int(schedule.every_seconds), period=IntervalSchedule.SECONDS
+                )
+            else:
+                crontab, _ = CrontabSchedule.objects.get_or_create(
+                    minute=schedule.minute,
+                    hour=schedule.hour,
+                    day_of_week=schedule.day_of_week,
+                    day_of_month=schedule.day_of_month,
+                    month_of_year=schedule.month_of_year,
+                    timezone=zone,
+                )
             wanted = {
                 "task": schedule.task,
                 "crontab": crontab,
-                "interval": None,
+                "interval": interval,
                 "solar": None,
                 "clocked": None,
                 "one_off": False,

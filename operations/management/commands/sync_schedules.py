@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from core.setup_services import periodic_tasks_sync
+from operations.setup_services import periodic_tasks_sync
 
 
 class Command(BaseCommand):
