@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from consolidation import selectors, services
-from core.actors import Actor
 from core.api.serializers import StrictSerializer
+from core.api.views import TenantSettingsView
 
 
 class ConsolidationSettingsSerializer(StrictSerializer):
@@ -17,20 +15,15 @@ class ConsolidationSettingsSerializer(StrictSerializer):
     final_invoice_on_disable = serializers.BooleanField(required=False)
 
 
-class ConsolidationSettingsView(APIView):
-    required_permissions = "settings.manage"
+@extend_schema_view(
+    get=extend_schema(operation_id="settings_consolidation", responses={200: ConsolidationSettingsSerializer}),
+    patch=extend_schema(operation_id="settings_consolidation_update", request=ConsolidationSettingsSerializer, responses={200: ConsolidationSettingsSerializer}),
+)
+class ConsolidationSettingsView(TenantSettingsView):
+    serializer_class = ConsolidationSettingsSerializer
 
-    @extend_schema(operation_id="settings_consolidation", responses={200: ConsolidationSettingsSerializer})
-    def get(self, request):
-        return Response(ConsolidationSettingsSerializer(selectors.tenant_settings(request.tenant.pk)).data)
+    def read(self, tenant):
+        return selectors.tenant_settings(tenant.pk)
 
-    @extend_schema(
-        operation_id="settings_consolidation_update",
-        request=ConsolidationSettingsSerializer,
-        responses={200: ConsolidationSettingsSerializer},
-    )
-    def patch(self, request):
-        body = ConsolidationSettingsSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        saved = services.consolidation_settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
-        return Response(ConsolidationSettingsSerializer(saved).data)
+    def write(self, *, tenant, actor, **fields):
+        return services.consolidation_settings_update(tenant=tenant, actor=actor, **fields)

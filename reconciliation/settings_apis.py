@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.actors import Actor
 from core.api.serializers import StrictSerializer
+from core.api.views import TenantSettingsView
 from reconciliation import services
 from reconciliation.services import DEFAULT_RULES
 
@@ -20,27 +18,17 @@ class ReconciliationSettingsSerializer(StrictSerializer):
     bank_entry_grace_days = serializers.IntegerField(read_only=True)
 
 
-class ReconciliationSettingsView(APIView):
-    required_permissions = "settings.manage"
+@extend_schema_view(
+    get=extend_schema(operation_id="settings_reconciliation", responses={200: ReconciliationSettingsSerializer}),
+    patch=extend_schema(operation_id="settings_reconciliation_update", description="Rules and/or tolerances; `amountTolerances` replaces the whole map (a currency not listed has 0).", request=ReconciliationSettingsSerializer, responses={200: ReconciliationSettingsSerializer}),
+)
+class ReconciliationSettingsView(TenantSettingsView):
+    serializer_class = ReconciliationSettingsSerializer
 
-    def _body(self, tenant_id: int) -> dict:
-        found = services.settings_for(tenant_id)
-        return ReconciliationSettingsSerializer(
-            {"rules": found.rules, "amount_tolerances": found.amount_tolerances, "bank_entry_grace_days": found.bank_entry_grace_days}
-        ).data
+    def read(self, tenant):
+        found = services.settings_for(tenant.pk)
+        return {"rules": found.rules, "amount_tolerances": found.amount_tolerances, "bank_entry_grace_days": found.bank_entry_grace_days}
 
-    @extend_schema(operation_id="settings_reconciliation", responses={200: ReconciliationSettingsSerializer})
-    def get(self, request):
-        return Response(self._body(request.tenant.pk))
-
-    @extend_schema(
-        operation_id="settings_reconciliation_update",
-        request=ReconciliationSettingsSerializer,
-        responses={200: ReconciliationSettingsSerializer},
-    )
-    def patch(self, request):
-        """Rules and/or tolerances; `amountTolerances` replaces the whole map (a currency not listed has 0)."""
-        body = ReconciliationSettingsSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        services.settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
-        return Response(self._body(request.tenant.pk))
+    def write(self, *, tenant, actor, **fields):
+        services.settings_update(tenant=tenant, actor=actor, **fields)
+        return self.read(tenant)

@@ -3,13 +3,11 @@ hears about failures. Secrets are write-only: answers say whether one is set and
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.actors import Actor
 from core.api.serializers import StrictSerializer
+from core.api.views import TenantSettingsView
 from writeoffs import services
 from writeoffs.models import Provider, WriteOffSettings
 
@@ -34,18 +32,15 @@ class WriteOffSettingsSerializer(StrictSerializer):
         return bool(config.webhook_secret)
 
 
-class WriteOffSettingsView(APIView):
-    required_permissions = "settings.manage"
+@extend_schema_view(
+    get=extend_schema(operation_id="settings_write_offs", responses={200: WriteOffSettingsSerializer}),
+    patch=extend_schema(operation_id="settings_write_offs_update", description="The fields sent change; a secret sent replaces the stored one (audited, never returned).", request=WriteOffSettingsSerializer, responses={200: WriteOffSettingsSerializer}),
+)
+class WriteOffSettingsView(TenantSettingsView):
+    serializer_class = WriteOffSettingsSerializer
 
-    @extend_schema(operation_id="settings_write_offs", responses={200: WriteOffSettingsSerializer})
-    def get(self, request):
-        config = WriteOffSettings.objects.filter(tenant=request.tenant).first() or WriteOffSettings(tenant=request.tenant)
-        return Response(WriteOffSettingsSerializer(config).data)
+    def read(self, tenant):
+        return WriteOffSettings.objects.filter(tenant=tenant).first() or WriteOffSettings(tenant=tenant)
 
-    @extend_schema(operation_id="settings_write_offs_update", request=WriteOffSettingsSerializer, responses={200: WriteOffSettingsSerializer})
-    def patch(self, request):
-        """The fields sent change; a secret sent replaces the stored one (audited, never returned)."""
-        body = WriteOffSettingsSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        config = services.writeoff_settings_save(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
-        return Response(WriteOffSettingsSerializer(config).data)
+    def write(self, *, tenant, actor, **fields):
+        return services.writeoff_settings_save(tenant=tenant, actor=actor, **fields)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from core.actors import Actor
 from core.idempotency import run_idempotently
@@ -50,3 +51,30 @@ class IdempotentCreateMixin(mixins.CreateModelMixin):
 
     def perform_create_service(self, data):  # pragma: no cover - each view says which service
         raise NotImplementedError
+
+
+class TenantSettingsView(APIView):
+    """GET and PATCH of one settings object of the caller's tenant, for its tenant-admins.
+
+    A subclass names its serializer and says how to read the settings and how to save the fields a
+    PATCH sends (a service, audited); the answer to both is the settings as they now are. Each
+    subclass documents its operations with `extend_schema_view`.
+    """
+
+    required_permissions = "settings.manage"
+    serializer_class = None
+
+    def read(self, tenant):  # pragma: no cover - each view says how
+        raise NotImplementedError
+
+    def write(self, *, tenant, actor: Actor, **fields):  # pragma: no cover - each view says which service
+        raise NotImplementedError
+
+    def get(self, request):
+        return Response(self.serializer_class(self.read(request.tenant)).data)
+
+    def patch(self, request):
+        body = self.serializer_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        saved = self.write(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
+        return Response(self.serializer_class(saved).data)
