@@ -55,3 +55,13 @@ def test_a_wrong_way_import_breaks_a_contract(tmp_path, module, imports, broken)
 
     assert result.returncode != 0, result.stdout
     assert broken in result.stdout, result.stdout
+
+
+def test_every_app_of_the_house_is_packaged_and_linted():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    apps = {path.parent.name for path in ROOT.glob("*/apps.py")} | {"config"}
+    packaged = {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert apps <= packaged, sorted(apps - packaged)
+    assert apps == set(project["tool"]["importlinter"]["root_packages"]) == set(PACKAGES)
