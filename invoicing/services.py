@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 import structlog
@@ -24,6 +24,7 @@ from core.money import ZERO, AmountOutOfRange, check_in_range, fits_currency, li
 from core.timezones import business_today
 from invoicing.lifecycle import INVOICE_TRANSITIONS, OPEN_STATUSES, AdjustmentType, InvoiceStatus
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, TaxItem
+from invoicing.rules import invoice_number, payment_due_date
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +173,7 @@ def _allocate_number(*, tenant: Tenant, year: int) -> str:
             )
             cursor.execute(sql_update, [tenant.pk, year])
             row = cursor.fetchone()
-    return f"{tenant.invoice_number_prefix}-{year}-{row[0]:06d}"
+    return invoice_number(tenant.invoice_number_prefix, year, row[0])
 
 
 def invoice_issue(
@@ -187,7 +188,7 @@ def invoice_issue(
         tenant = locked.tenant
         issued_on = issue_date or business_today()
         try:
-            due_on = due_date or issued_on + timedelta(days=tenant.payment_terms_days)
+            due_on = due_date or payment_due_date(issued_on, tenant.payment_terms_days)
         except OverflowError:
             raise ValidationFailed(
                 f"{issued_on.isoformat()} + {tenant.payment_terms_days} days of payment terms is after 9999-12-31.",
