@@ -218,6 +218,7 @@ def payment_create(
         refuse_duplicate()
 
 
+# The instant each status is reached is kept on the payment.
 _PAYMENT_TIMESTAMP = {
     PaymentStatus.PROCESSING: "processing_at",
     PaymentStatus.COMPLETED: "completed_at",
@@ -225,21 +226,59 @@ _PAYMENT_TIMESTAMP = {
 }
 
 
+def payment_path(current: str, target: str) -> list[str] | None:
+    """The statuses a payment passes from `current` to `target` under PAYMENT_TRANSITIONS: [target]
+    for a legal move, [processing, target] for a pending payment reported completed (the rail never
+    said it was processing), None for a move backwards or sideways."""
+    if PAYMENT_TRANSITIONS.is_allowed(current, target):
+        return [target]
+    if current == PaymentStatus.PENDING and PAYMENT_TRANSITIONS.is_allowed(PaymentStatus.PROCESSING, target):
+        return [PaymentStatus.PROCESSING, target]
+    return None
+
+
+def _payment_move(locked: Payment, statuses: list[str], *, failure_reason: str) -> None:
+    """The one place a payment's status changes: each step checked against PAYMENT_TRANSITIONS and
+    stamped, a failure's reason kept, a completion triggering matching (never settling by itself)."""
+    now = timezone.now()
+    for status in statuses:
+        PAYMENT_TRANSITIONS.check(locked.status, status)
+        locked.status = status
+        setattr(locked, _PAYMENT_TIMESTAMP[status], now)
+    if locked.status == PaymentStatus.FAILED:
+        locked.failure_reason = failure_reason[:500]
+    locked.save()
+    if locked.status == PaymentStatus.COMPLETED:
+        # Completion does not settle the invoice: matching against the bank does, when it agrees.
+        _enqueue_matching(locked.tenant_id)
+
+
+def _enqueue_matching(tenant_id: int) -> None:
+    # By name: billing does not import reconciliation (which depends on billing).
+    from celery import current_app
+
+    transaction.on_commit(lambda: current_app.send_task("reconciliation.run_matching", args=[tenant_id]))
+
+
 def payment_transition(*, payment: Payment, actor: Actor, status: str, reason: str = "") -> Payment:
     """Move a payment along its transition table; an illegal move raises IllegalTransition (409)."""
     with audited(actor=actor, reason=reason or f"payment {status}"):
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        PAYMENT_TRANSITIONS.check(locked.status, status)
-        locked.status = status
-        setattr(locked, _PAYMENT_TIMESTAMP[status], timezone.now())
-        if status == PaymentStatus.FAILED:
-            locked.failure_reason = reason[:500]
-        locked.save()
-        if status == PaymentStatus.COMPLETED:
-            # Completion does not settle the invoice: matching against the bank does, when it agrees.
-            from billing.webhooks import _enqueue_matching
+        _payment_move(locked, [status], failure_reason=reason)
+    return locked
 
-            _enqueue_matching(locked.tenant_id)
+
+def payment_advance(
+    *, payment: Payment, actor: Actor, status: str, reason: str, failure_reason: str = ""
+) -> Payment | None:
+    """Move a payment forward to `status` as its rail reports it (see payment_path), or change
+    nothing and return None when `status` is behind or beside the payment's (an out-of-order event)."""
+    with audited(actor=actor, reason=reason):
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        statuses = payment_path(locked.status, status)
+        if statuses is None:
+            return None
+        _payment_move(locked, statuses, failure_reason=failure_reason)
     return locked
 
 
