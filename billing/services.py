@@ -62,6 +62,29 @@ def _require_billable(
         raise ValidationFailed(str(exc), field=field) from None
 
 
+def _billable_create(
+    model, *, tenant, actor, reason, customer, currency, quantity, unit: tuple[str, Decimal, str], tax_rate, **fields
+):
+    """A subscription or charge: in the customer's currency, its line (and tax) invoiceable, its
+    subscription (a charge's) the customer's own. `unit` is (field, unit amount, the API's name)."""
+    unit_field, unit_amount, api_field = unit
+    _require_currency_match(customer=customer, currency=currency)
+    _require_billable(quantity=quantity, unit_amount=unit_amount, tax_rate=tax_rate, currency=currency, field=api_field)
+    subscription = fields.get("subscription")
+    if subscription is not None and subscription.customer_id != customer.pk:
+        raise ValidationFailed("The subscription belongs to another customer.", field="subscription")
+    with audited(actor=actor, reason=reason):
+        return model.objects.create(
+            tenant=tenant,
+            customer=customer,
+            currency=currency,
+            quantity=quantity,
+            tax_rate=tax_rate,
+            **{unit_field: unit_amount},
+            **fields,
+        )
+
+
 def customer_create(*, tenant: Tenant, actor: Actor, name: str, currency: str, **fields: Any) -> Customer:
     """Create a billing account; its currency is fixed for every invoice it will get."""
     get_currency(currency)
@@ -94,22 +117,20 @@ def subscription_create(
     tax_rate: Decimal | None = None,
 ) -> Subscription:
     """Start a subscription billed in the customer's currency."""
-    _require_currency_match(customer=customer, currency=currency)
-    _require_billable(
-        quantity=quantity, unit_amount=unit_price, tax_rate=tax_rate, currency=currency, field="unitPrice"
+    return _billable_create(
+        Subscription,
+        tenant=tenant,
+        actor=actor,
+        reason="subscription created",
+        customer=customer,
+        currency=currency,
+        quantity=quantity,
+        unit=("unit_price", unit_price, "unitPrice"),
+        tax_rate=tax_rate,
+        plan_name=plan_name,
+        started_on=started_on,
+        billing_cadence=billing_cadence,
     )
-    with audited(actor=actor, reason="subscription created"):
-        return Subscription.objects.create(
-            tenant=tenant,
-            customer=customer,
-            plan_name=plan_name,
-            unit_price=unit_price,
-            quantity=quantity,
-            currency=currency,
-            started_on=started_on,
-            billing_cadence=billing_cadence,
-            tax_rate=tax_rate,
-        )
 
 
 def subscription_cancel(
@@ -144,25 +165,21 @@ def charge_create(
     details: dict | None = None,
 ) -> Charge:
     """Record a billable item for the next invoice of its customer."""
-    _require_currency_match(customer=customer, currency=currency)
-    _require_billable(
-        quantity=quantity, unit_amount=unit_amount, tax_rate=tax_rate, currency=currency, field="unitAmount"
+    return _billable_create(
+        Charge,
+        tenant=tenant,
+        actor=actor,
+        reason="charge recorded",
+        customer=customer,
+        currency=currency,
+        quantity=quantity,
+        unit=("unit_amount", unit_amount, "unitAmount"),
+        tax_rate=tax_rate,
+        subscription=subscription,
+        description=description,
+        occurred_at=occurred_at,
+        details=details or {},
     )
-    if subscription is not None and subscription.customer_id != customer.pk:
-        raise ValidationFailed("The subscription belongs to another customer.", field="subscription")
-    with audited(actor=actor, reason="charge recorded"):
-        return Charge.objects.create(
-            tenant=tenant,
-            customer=customer,
-            subscription=subscription,
-            description=description,
-            quantity=quantity,
-            unit_amount=unit_amount,
-            currency=currency,
-            tax_rate=tax_rate,
-            occurred_at=occurred_at,
-            details=details or {},
-        )
 
 
 def payment_create(

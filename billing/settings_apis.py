@@ -13,6 +13,7 @@ from audit.actors import Actor
 from billing import services, webhooks
 from billing.models import Membership, PaymentProvider
 from core.api.serializers import StrictSerializer
+from core.api.views import validated
 from core.errors import NotFound, ValidationFailed
 from core.roles import Role, permissions_of
 
@@ -57,13 +58,12 @@ class MembershipListView(APIView):
     @extend_schema(operation_id="memberships_create", request=MembershipCreateSerializer, responses={201: MembershipSerializer})
     def post(self, request):
         """Put an existing user in the tenant with roles (an existing membership gains them)."""
-        body = MembershipCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        user = get_user_model().objects.filter(username=body.validated_data["username"], is_active=True).first()
+        body = validated(MembershipCreateSerializer, request)
+        user = get_user_model().objects.filter(username=body["username"], is_active=True).first()
         if user is None:
             raise ValidationFailed("No active user has this username.", field="username")
         membership = services.membership_create(
-            tenant=request.tenant, user=user, roles=body.validated_data["roles"], actor=Actor.for_request(request)
+            tenant=request.tenant, user=user, roles=body["roles"], actor=Actor.for_request(request)
         )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -73,10 +73,9 @@ class MembershipRolesView(APIView):
 
     @extend_schema(operation_id="memberships_grant_role", request=RoleSerializer, responses={200: MembershipSerializer})
     def post(self, request, membership_id: int):
-        body = RoleSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = validated(RoleSerializer, request)
         membership = services.membership_grant_role(
-            membership=_membership(request, membership_id), role=body.validated_data["role"], actor=Actor.for_request(request)
+            membership=_membership(request, membership_id), role=body["role"], actor=Actor.for_request(request)
         )
         return Response(MembershipSerializer(membership).data)
 
@@ -147,9 +146,8 @@ class PaymentProviderListView(APIView):
         responses={201: PaymentProviderSerializer},
     )
     def post(self, request):
-        body = PaymentProviderCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        provider = webhooks.payment_provider_create(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
+        body = validated(PaymentProviderCreateSerializer, request)
+        provider = webhooks.payment_provider_create(tenant=request.tenant, actor=Actor.for_request(request), **body)
         return Response(PaymentProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
 
 
@@ -167,9 +165,8 @@ class PaymentProviderView(APIView):
     )
     def patch(self, request, slug: str):
         provider = _provider(request, slug)
-        body = PaymentProviderUpdateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        for name, value in body.validated_data.items():
+        body = validated(PaymentProviderUpdateSerializer, request)
+        for name, value in body.items():
             setattr(provider, name, value)
         webhooks.payment_provider_save(provider=provider, actor=Actor.for_request(request))
         return Response(PaymentProviderSerializer(provider).data)
@@ -181,10 +178,9 @@ class PaymentProviderRotateView(APIView):
     @extend_schema(operation_id="settings_payment_provider_rotate_secret", request=SecretSerializer, responses={200: PaymentProviderSerializer})
     def post(self, request, slug: str):
         """A new signing secret; the current one stays accepted until end-rotation."""
-        body = SecretSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = validated(SecretSerializer, request)
         provider = webhooks.payment_provider_rotate_secret(
-            provider=_provider(request, slug), secret=body.validated_data["signing_secret"], actor=Actor.for_request(request)
+            provider=_provider(request, slug), secret=body["signing_secret"], actor=Actor.for_request(request)
         )
         return Response(PaymentProviderSerializer(provider).data)
 

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from audit.actors import Actor
 from consolidation import selectors, services
 from core.api.serializers import StrictSerializer
+from core.api.views import validated
 
 
 class ConsolidationSettingsSerializer(StrictSerializer):
@@ -30,7 +31,6 @@ class ConsolidationSettingsView(APIView):
         responses={200: ConsolidationSettingsSerializer},
     )
     def patch(self, request):
-        body = ConsolidationSettingsSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        saved = services.consolidation_settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
+        body = validated(ConsolidationSettingsSerializer, request)
+        saved = services.consolidation_settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body)
         return Response(ConsolidationSettingsSerializer(saved).data)

@@ -1,4 +1,4 @@
-"""View building blocks: tenant scoping and idempotent creates."""
+"""View building blocks: body validation, tenant scoping and idempotent creates."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from audit.actors import Actor
 from core.idempotency import run_idempotently
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def validated(serializer_class, request, *, context: dict | None = None) -> dict:
+    """The request body's data as `serializer_class` validates it; a bad body raises (a 400 problem
+    naming the field) before any service runs."""
+    body = serializer_class(data=request.data, context=context or {})
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 class TenantScopedViewSet(viewsets.GenericViewSet):
