@@ -48,6 +48,7 @@ from consolidation.selectors import JOURNEY_NAME, Target
 from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO
 from core.timezones import business_today
+from invoicing.emails import email_once
 from invoicing.models import Invoice
 from invoicing.rules import payment_due_date
 from journeys.public import run_start
@@ -485,12 +486,11 @@ def consolidated_invoice_send(*, consolidated_invoice_id: int, actor: Actor) -> 
         )
         if ci is None or ci.sent_at is not None or ci.status in (ConsolidatedStatus.DRAFT, ConsolidatedStatus.CANCELLED):
             return False
-        if not ci.customer.email:
-            log.warning("consolidated_send.no_email", tenant=ci.tenant_id, consolidated_invoice=ci.pk)
+        sent = email_once(
+            ci, send_consolidated_invoice, log=log, no_email_event="consolidated_send.no_email", consolidated_invoice=ci.pk
+        )
+        if not sent:
             return False
-        send_consolidated_invoice(ci)
-        ci.sent_at = timezone.now()
-        ci.save(update_fields=["sent_at", "updated_at"])
     log.info("consolidated.sent", tenant=ci.tenant_id, consolidated_invoice=ci.pk, number=ci.number)
     return True
 

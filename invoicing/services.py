@@ -494,18 +494,14 @@ def invoices_write_off(*, tenant_id: int, adjustments: Sequence[LineAdjustment])
 
 def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
     """Email an issued invoice to its customer once; a second call sends nothing. True if sent."""
-    from invoicing.emails import send_invoice_document
+    from invoicing.emails import email_once, send_invoice_document
 
     with audited(actor=actor, reason="invoice emailed"):
         invoice = Invoice.objects.select_for_update().select_related("customer", "tenant").get(pk=invoice_id)
         if invoice.sent_at is not None or invoice.status == InvoiceStatus.DRAFT:
             return False
-        if not invoice.customer.email:
-            log.warning("invoice_send.no_email", tenant=invoice.tenant_id, invoice=invoice.pk)
+        if not email_once(invoice, send_invoice_document, log=log, no_email_event="invoice_send.no_email", invoice=invoice.pk):
             return False
-        send_invoice_document(invoice)
-        invoice.sent_at = timezone.now()
-        invoice.save(update_fields=["sent_at", "updated_at"])
     log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
     return True
 
