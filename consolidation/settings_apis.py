@@ -10,7 +10,6 @@ from rest_framework.views import APIView
 from audit.actors import Actor
 from consolidation import selectors, services
 from core.api.serializers import StrictSerializer
-from core.api.views import validated
 
 
 class ConsolidationSettingsSerializer(StrictSerializer):
@@ -31,6 +30,7 @@ class ConsolidationSettingsView(APIView):
         responses={200: ConsolidationSettingsSerializer},
     )
     def patch(self, request):
-        body = validated(ConsolidationSettingsSerializer, request)
-        saved = services.consolidation_settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body)
+        body = ConsolidationSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        saved = services.consolidation_settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
         return Response(ConsolidationSettingsSerializer(saved).data)

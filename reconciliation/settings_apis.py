@@ -9,7 +9,6 @@ from rest_framework.views import APIView
 
 from audit.actors import Actor
 from core.api.serializers import StrictSerializer
-from core.api.views import validated
 from reconciliation import services
 from reconciliation.services import DEFAULT_RULES
 
@@ -41,6 +40,7 @@ class ReconciliationSettingsView(APIView):
     )
     def patch(self, request):
         """Rules and/or tolerances; `amountTolerances` replaces the whole map (a currency not listed has 0)."""
-        body = validated(ReconciliationSettingsSerializer, request)
-        services.settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body)
+        body = ReconciliationSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.settings_update(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
         return Response(self._body(request.tenant.pk))

@@ -10,7 +10,6 @@ from rest_framework.views import APIView
 
 from audit.actors import Actor
 from core.api.serializers import StrictSerializer
-from core.api.views import validated
 from writeoffs import services
 from writeoffs.models import Provider, WriteOffSettings
 
@@ -46,6 +45,7 @@ class WriteOffSettingsView(APIView):
     @extend_schema(operation_id="settings_write_offs_update", request=WriteOffSettingsSerializer, responses={200: WriteOffSettingsSerializer})
     def patch(self, request):
         """The fields sent change; a secret sent replaces the stored one (audited, never returned)."""
-        body = validated(WriteOffSettingsSerializer, request)
-        config = services.writeoff_settings_save(tenant=request.tenant, actor=Actor.for_request(request), **body)
+        body = WriteOffSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = services.writeoff_settings_save(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
         return Response(WriteOffSettingsSerializer(config).data)

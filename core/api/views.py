@@ -11,14 +11,6 @@ from core.idempotency import run_idempotently
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def validated(serializer_class, request, *, context: dict | None = None) -> dict:
-    """The request body's data as `serializer_class` validates it; a bad body raises (a 400 problem
-    naming the field) before any service runs."""
-    body = serializer_class(data=request.data, context=context or {})
-    body.is_valid(raise_exception=True)
-    return body.validated_data
-
-
 class TenantScopedViewSet(viewsets.GenericViewSet):
     """Every queryset is the caller's tenant's: another tenant's object is simply not found (404)."""
 
@@ -28,6 +20,14 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
     @property
     def actor(self) -> Actor:
         return Actor.for_request(self.request)
+
+
+def validated(serializer_class, request, *, context: dict | None = None) -> dict:
+    """The request body's data as `serializer_class` validates it; a bad body raises (a 400 problem
+    naming the field) before any service runs."""
+    body = serializer_class(data=request.data, context=context or {})
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 class IdempotentCreateMixin(mixins.CreateModelMixin):
