@@ -2,7 +2,9 @@
 
 - An invoice number is `PREFIX-YEAR-SEQUENCE`, the sequence zero-padded to INVOICE_SEQUENCE_WIDTH
   digits and never cut: the 1,000,000th invoice of a year is ACME-2026-1000000.
-- An invoice is due its tenant's payment terms (whole days) after its issue date.
+- An invoice is due its tenant's payment terms (whole days) after its issue date. Every path
+  (one invoice, the monthly batch, consolidation) computes it here in Python and hands it to SQL as
+  a parameter; no statement computes it itself.
 
 The SQL builders return expressions over the caller's SQL expressions (column names, %(name)s
 parameters), so a set-based statement writes the rule the way the Python function computes it.
@@ -41,8 +43,3 @@ def invoice_number_sql(prefix: str, year: str, sequence: str) -> str:
 def payment_due_date(issue_date: date, payment_terms_days: int) -> date:
     """The issue date plus the payment terms; OverflowError past 9999-12-31."""
     return issue_date + timedelta(days=payment_terms_days)
-
-
-def payment_due_date_sql(issue_date: str, payment_terms_days: str) -> str:
-    """SQL twin of payment_due_date(): PostgreSQL's date + integer adds whole days."""
-    return f"(({issue_date})::date + ({payment_terms_days})::integer)"
