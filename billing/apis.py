@@ -29,7 +29,7 @@ from core.api.serializers import (
     check_amounts,
 )
 from core.api.throttles import WebhookThrottle
-from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
+from core.api.views import IdempotentCreateMixin, TenantScopedViewSet, validated
 
 
 class _RawBodyParser(BaseParser):
@@ -109,6 +109,23 @@ class CustomerViewSet(
         )
 
 
+class _MoneyRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet):
+    """List, read and create (idempotently, through `create_service`) one kind of money record; a
+    detail action changes one record through one service (`_change`)."""
+
+    # the billing service creating a record from the tenant, the actor and the validated fields
+    create_service = None
+
+    def perform_create_service(self, data):
+        return type(self).create_service(tenant=self.request.tenant, actor=self.actor, **data)
+
+    def _change(self, request, body_class, change):
+        """Validate the body, then `change(record, body)` (one service call); answer the record."""
+        record = self.get_object()
+        body = validated(body_class, request)
+        return Response(self.get_serializer(change(record, body)).data)
+
+
 # --- Subscriptions ------------------------------------------------------------------------------
 class SubscriptionSerializer(StrictModelSerializer):
     customer = TenantScopedPrimaryKeyRelatedField(queryset=Customer.objects.all())
@@ -156,30 +173,23 @@ class SubscriptionFilter(django_filters.FilterSet):
         fields = []
 
 
-class SubscriptionViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
-):
+class SubscriptionViewSet(_MoneyRecordViewSet):
     required_permissions = {"read": "books.view", "write": "subscriptions.manage"}
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
     filterset_class = SubscriptionFilter
-
-    def perform_create_service(self, data):
-        return services.subscription_create(tenant=self.request.tenant, actor=self.actor, **data)
+    create_service = services.subscription_create
 
     @extend_schema(request=SubscriptionCancelSerializer, responses=SubscriptionSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        subscription = self.get_object()
-        body = SubscriptionCancelSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        subscription = services.subscription_cancel(
-            subscription=subscription,
-            actor=self.actor,
-            source=body.validated_data["source"],
-            cancelled_at=body.validated_data.get("cancelled_at"),
+        return self._change(
+            request,
+            SubscriptionCancelSerializer,
+            lambda subscription, body: services.subscription_cancel(
+                subscription=subscription, actor=self.actor, source=body["source"], cancelled_at=body.get("cancelled_at")
+            ),
         )
-        return Response(SubscriptionSerializer(subscription, context=self.get_serializer_context()).data)
 
 
 # --- Charges ------------------------------------------------------------------------------------
@@ -228,16 +238,12 @@ class ChargeFilter(django_filters.FilterSet):
         fields = []
 
 
-class ChargeViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
-):
+class ChargeViewSet(_MoneyRecordViewSet):
     required_permissions = {"read": "books.view", "write": "charges.manage"}
     queryset = Charge.objects.all()
     serializer_class = ChargeSerializer
     filterset_class = ChargeFilter
-
-    def perform_create_service(self, data):
-        return services.charge_create(tenant=self.request.tenant, actor=self.actor, **data)
+    create_service = services.charge_create
 
 
 # --- Payments -----------------------------------------------------------------------------------
@@ -304,31 +310,24 @@ class PaymentFilter(django_filters.FilterSet):
         fields = []
 
 
-class PaymentViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, IdempotentCreateMixin, TenantScopedViewSet
-):
+class PaymentViewSet(_MoneyRecordViewSet):
     required_permissions = {"read": "books.view", "write": "payments.manage"}
     queryset = Payment.objects.all()
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
-
-    def perform_create_service(self, data):
-        return services.payment_create(tenant=self.request.tenant, actor=self.actor, **data)
+    create_service = services.payment_create
 
     @extend_schema(request=PaymentTransitionSerializer, responses=PaymentSerializer)
     @action(detail=True, methods=["post"])
     def transition(self, request, pk=None):
         """Move the payment to its next status (pending → processing → completed | failed)."""
-        payment = self.get_object()
-        body = PaymentTransitionSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        payment = services.payment_transition(
-            payment=payment,
-            actor=self.actor,
-            status=body.validated_data["status"],
-            reason=body.validated_data["reason"],
+        return self._change(
+            request,
+            PaymentTransitionSerializer,
+            lambda payment, body: services.payment_transition(
+                payment=payment, actor=self.actor, status=body["status"], reason=body["reason"]
+            ),
         )
-        return Response(PaymentSerializer(payment, context=self.get_serializer_context()).data)
 
 
 # --- Payment-rail webhooks ----------------------------------------------------------------------

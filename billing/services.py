@@ -62,6 +62,29 @@ def _require_billable(
         raise ValidationFailed(str(exc), field=field) from None
 
 
+def _billable_create(
+    model, *, tenant, actor, reason, customer, currency, quantity, unit: tuple[str, Decimal, str], tax_rate, **fields
+):
+    """A subscription or charge: in the customer's currency, its line (and tax) invoiceable, its
+    subscription (a charge's) the customer's own. `unit` is (field, unit amount, the API's name)."""
+    unit_field, unit_amount, api_field = unit
+    _require_currency_match(customer=customer, currency=currency)
+    _require_billable(quantity=quantity, unit_amount=unit_amount, tax_rate=tax_rate, currency=currency, field=api_field)
+    subscription = fields.get("subscription")
+    if subscription is not None and subscription.customer_id != customer.pk:
+        raise ValidationFailed("The subscription belongs to another customer.", field="subscription")
+    with audited(actor=actor, reason=reason):
+        return model.objects.create(
+            tenant=tenant,
+            customer=customer,
+            currency=currency,
+            quantity=quantity,
+            tax_rate=tax_rate,
+            **{unit_field: unit_amount},
+            **fields,
+        )
+
+
 def customer_create(*, tenant: Tenant, actor: Actor, name: str, currency: str, **fields: Any) -> Customer:
     """Create a billing account; its currency is fixed for every invoice it will get."""
     get_currency(currency)
@@ -94,22 +117,20 @@ def subscription_create(
     tax_rate: Decimal | None = None,
 ) -> Subscription:
     """Start a subscription billed in the customer's currency."""
-    _require_currency_match(customer=customer, currency=currency)
-    _require_billable(
-        quantity=quantity, unit_amount=unit_price, tax_rate=tax_rate, currency=currency, field="unitPrice"
+    return _billable_create(
+        Subscription,
+        tenant=tenant,
+        actor=actor,
+        reason="subscription created",
+        customer=customer,
+        currency=currency,
+        quantity=quantity,
+        unit=("unit_price", unit_price, "unitPrice"),
+        tax_rate=tax_rate,
+        plan_name=plan_name,
+        started_on=started_on,
+        billing_cadence=billing_cadence,
     )
-    with audited(actor=actor, reason="subscription created"):
-        return Subscription.objects.create(
-            tenant=tenant,
-            customer=customer,
-            plan_name=plan_name,
-            unit_price=unit_price,
-            quantity=quantity,
-            currency=currency,
-            started_on=started_on,
-            billing_cadence=billing_cadence,
-            tax_rate=tax_rate,
-        )
 
 
 def subscription_cancel(
@@ -144,25 +165,21 @@ def charge_create(
     details: dict | None = None,
 ) -> Charge:
     """Record a billable item for the next invoice of its customer."""
-    _require_currency_match(customer=customer, currency=currency)
-    _require_billable(
-        quantity=quantity, unit_amount=unit_amount, tax_rate=tax_rate, currency=currency, field="unitAmount"
+    return _billable_create(
+        Charge,
+        tenant=tenant,
+        actor=actor,
+        reason="charge recorded",
+        customer=customer,
+        currency=currency,
+        quantity=quantity,
+        unit=("unit_amount", unit_amount, "unitAmount"),
+        tax_rate=tax_rate,
+        subscription=subscription,
+        description=description,
+        occurred_at=occurred_at,
+        details=details or {},
     )
-    if subscription is not None and subscription.customer_id != customer.pk:
-        raise ValidationFailed("The subscription belongs to another customer.", field="subscription")
-    with audited(actor=actor, reason="charge recorded"):
-        return Charge.objects.create(
-            tenant=tenant,
-            customer=customer,
-            subscription=subscription,
-            description=description,
-            quantity=quantity,
-            unit_amount=unit_amount,
-            currency=currency,
-            tax_rate=tax_rate,
-            occurred_at=occurred_at,
-            details=details or {},
-        )
 
 
 def payment_create(
@@ -218,6 +235,7 @@ def payment_create(
         refuse_duplicate()
 
 
+# The instant each status is reached is kept on the payment.
 _PAYMENT_TIMESTAMP = {
     PaymentStatus.PROCESSING: "processing_at",
     PaymentStatus.COMPLETED: "completed_at",
@@ -225,19 +243,57 @@ _PAYMENT_TIMESTAMP = {
 }
 
 
+def payment_path(current: str, target: str) -> list[str] | None:
+    """The statuses a payment passes from `current` to `target` under PAYMENT_TRANSITIONS: [target]
+    for a legal move, [processing, target] for a pending payment reported completed (the rail never
+    said it was processing), None for a move backwards or sideways."""
+    if PAYMENT_TRANSITIONS.is_allowed(current, target):
+        return [target]
+    if current == PaymentStatus.PENDING and PAYMENT_TRANSITIONS.is_allowed(PaymentStatus.PROCESSING, target):
+        return [PaymentStatus.PROCESSING, target]
+    return None
+
+
+def _payment_move(locked: Payment, statuses: list[str], *, failure_reason: str) -> None:
+    """The one place a payment's status changes: each step checked against PAYMENT_TRANSITIONS and
+    stamped, a failure's reason kept, a completion triggering matching (never settling by itself)."""
+    now = timezone.now()
+    for status in statuses:
+        PAYMENT_TRANSITIONS.check(locked.status, status)
+        locked.status = status
+        setattr(locked, _PAYMENT_TIMESTAMP[status], now)
+    if locked.status == PaymentStatus.FAILED:
+        locked.failure_reason = failure_reason[:500]
+    locked.save()
+    if locked.status == PaymentStatus.COMPLETED:
+        # Completion does not settle the invoice: matching against the bank does, when it agrees.
+        _enqueue_matching(locked.tenant_id)
+
+
+def _enqueue_matching(tenant_id: int) -> None:
+    # By name: billing does not import reconciliation (which depends on billing).
+    from celery import current_app
+
+    transaction.on_commit(lambda: current_app.send_task("reconciliation.run_matching", args=[tenant_id]))
+
+
 def payment_transition(*, payment: Payment, actor: Actor, status: str, reason: str = "") -> Payment:
     """Move a payment along its transition table; an illegal move raises IllegalTransition (409)."""
     with audited(actor=actor, reason=reason or f"payment {status}"):
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        PAYMENT_TRANSITIONS.check(locked.status, status)
-        locked.status = status
-        setattr(locked, _PAYMENT_TIMESTAMP[status], timezone.now())
-        if status == PaymentStatus.FAILED:
-            locked.failure_reason = reason[:500]
-        locked.save()
-        if status == PaymentStatus.COMPLETED:
-            # Completion does not settle the invoice: matching against the bank does, when it agrees.
-            from billing.webhooks import _enqueue_matching
+        _payment_move(locked, [status], failure_reason=reason)
+    return locked
 
-            _enqueue_matching(locked.tenant_id)
+
+def payment_advance(
+    *, payment: Payment, actor: Actor, status: str, reason: str, failure_reason: str = ""
+) -> Payment | None:
+    """Move a payment forward to `status` as its rail reports it (see payment_path), or change
+    nothing and return None when `status` is behind or beside the payment's (an out-of-order event)."""
+    with audited(actor=actor, reason=reason):
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        statuses = payment_path(locked.status, status)
+        if statuses is None:
+            return None
+        _payment_move(locked, statuses, failure_reason=failure_reason)
     return locked

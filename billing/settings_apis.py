@@ -12,6 +12,7 @@ from billing import webhooks
 from billing.models import PaymentProvider
 from core.actors import Actor
 from core.api.serializers import StrictSerializer
+from core.api.views import validated
 from core.errors import NotFound
 
 
@@ -69,9 +70,8 @@ class PaymentProviderListView(APIView):
         responses={201: PaymentProviderSerializer},
     )
     def post(self, request):
-        body = PaymentProviderCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        provider = webhooks.payment_provider_create(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
+        body = validated(PaymentProviderCreateSerializer, request)
+        provider = webhooks.payment_provider_create(tenant=request.tenant, actor=Actor.for_request(request), **body)
         return Response(PaymentProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
 
 
@@ -89,9 +89,8 @@ class PaymentProviderView(APIView):
     )
     def patch(self, request, slug: str):
         provider = _provider(request, slug)
-        body = PaymentProviderUpdateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        for name, value in body.validated_data.items():
+        body = validated(PaymentProviderUpdateSerializer, request)
+        for name, value in body.items():
             setattr(provider, name, value)
         webhooks.payment_provider_save(provider=provider, actor=Actor.for_request(request))
         return Response(PaymentProviderSerializer(provider).data)
@@ -103,10 +102,9 @@ class PaymentProviderRotateView(APIView):
     @extend_schema(operation_id="settings_payment_provider_rotate_secret", request=SecretSerializer, responses={200: PaymentProviderSerializer})
     def post(self, request, slug: str):
         """A new signing secret; the current one stays accepted until end-rotation."""
-        body = SecretSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = validated(SecretSerializer, request)
         provider = webhooks.payment_provider_rotate_secret(
-            provider=_provider(request, slug), secret=body.validated_data["signing_secret"], actor=Actor.for_request(request)
+            provider=_provider(request, slug), secret=body["signing_secret"], actor=Actor.for_request(request)
         )
         return Response(PaymentProviderSerializer(provider).data)
 

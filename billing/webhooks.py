@@ -20,8 +20,9 @@ import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.lifecycle import PAYMENT_TRANSITIONS, PaymentStatus
+from billing.lifecycle import PaymentStatus
 from billing.models import Payment, PaymentProvider, WebhookEvent
+from billing.services import payment_advance
 from core import jsonlimits
 from core.actors import Actor
 from core.attribution import audited
@@ -109,23 +110,6 @@ def _parse(body: bytes) -> tuple[str, str, dict]:
     return event["id"][:200], event["type"][:64], data
 
 
-def _steps(current: str, target: str) -> list[str] | None:
-    """The forward statuses leading from `current` to `target`, or None if that is backwards or
-    sideways (an out-of-order event). A completed event for a pending payment passes processing."""
-    if PAYMENT_TRANSITIONS.is_allowed(current, target):
-        return [target]
-    if current == PaymentStatus.PENDING and PAYMENT_TRANSITIONS.is_allowed(PaymentStatus.PROCESSING, target):
-        return [PaymentStatus.PROCESSING, target]
-    return None
-
-
-_TIMESTAMP = {
-    PaymentStatus.PROCESSING: "processing_at",
-    PaymentStatus.COMPLETED: "completed_at",
-    PaymentStatus.FAILED: "failed_at",
-}
-
-
 def payment_webhook_receive(
     *, provider_slug: str, signature_header: str | None, body: bytes
 ) -> WebhookResult:
@@ -138,7 +122,8 @@ def payment_webhook_receive(
     verify_signature(header=signature_header, body=body, secrets=provider.secrets, now=timezone.now())
     event_id, event_type, data = _parse(body)
     actor = Actor.system(f"webhook:{provider.slug}")
-    with audited(actor=actor, reason=f"rail event {event_type} {event_id}"):
+    reason = f"rail event {event_type} {event_id}"
+    with audited(actor=actor, reason=reason):
         # The event row is claimed first: a concurrent duplicate waits on the unique index and
         # then finds it taken; a failure below rolls the claim back so the rail may retry.
         try:
@@ -170,24 +155,15 @@ def payment_webhook_receive(
         elif payment is None:
             outcome = WebhookEvent.Outcome.UNKNOWN_PAYMENT
         else:
-            steps = _steps(payment.status, target)
-            if steps is None:
-                outcome = WebhookEvent.Outcome.STALE
-            else:
-                now = timezone.now()
-                for status in steps:
-                    PAYMENT_TRANSITIONS.check(payment.status, status)
-                    payment.status = status
-                    setattr(payment, _TIMESTAMP[status], now)
-                if target == PaymentStatus.FAILED:
-                    reason = data.get("failureReason")
-                    payment.failure_reason = (reason if isinstance(reason, str) else "declined by the rail")[
-                        :500
-                    ]
-                payment.save()
-                outcome = WebhookEvent.Outcome.APPLIED
-                if target == PaymentStatus.COMPLETED:
-                    _enqueue_matching(payment.tenant_id)
+            failure = data.get("failureReason")
+            moved = payment_advance(
+                payment=payment,
+                actor=actor,
+                status=target,
+                reason=reason,
+                failure_reason=failure if isinstance(failure, str) else "declined by the rail",
+            )
+            outcome = WebhookEvent.Outcome.STALE if moved is None else WebhookEvent.Outcome.APPLIED
         event.payment = payment
         event.outcome = outcome
         event.save(update_fields=["payment", "outcome"])
@@ -195,13 +171,6 @@ def payment_webhook_receive(
     return WebhookResult(
         event_id=event_id, outcome=outcome, replayed=False, payment_id=payment.pk if payment else None
     )
-
-
-def _enqueue_matching(tenant_id: int) -> None:
-    # By name: billing does not import reconciliation (which depends on billing).
-    from celery import current_app
-
-    transaction.on_commit(lambda: current_app.send_task("reconciliation.run_matching", args=[tenant_id]))
 
 
 def payment_provider_save(*, provider: PaymentProvider, actor: Actor) -> PaymentProvider:

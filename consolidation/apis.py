@@ -18,7 +18,7 @@ from consolidation.models import ConsolidatedInvoice, ConsolidatedInvoiceLine, C
 from consolidation.periods import key_start_range
 from core.actors import Actor
 from core.api.serializers import PlainIntegerField, StrictSerializer, TenantScopedPrimaryKeyRelatedField
-from core.api.views import TenantScopedViewSet
+from core.api.views import TenantScopedViewSet, validated
 from core.errors import NotFound
 from journeys.public import run_status
 from reconciliation.models import BankEntry
@@ -114,13 +114,12 @@ class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixi
     @action(detail=False, methods=["post"])
     def generate(self, request):
         """Consolidate one customer's period now (default: the current one); 409/422 say why not."""
-        body = GenerateSerializer(data=request.data, context=self.get_serializer_context())
-        body.is_valid(raise_exception=True)
+        body = validated(GenerateSerializer, request, context=self.get_serializer_context())
         generated = services.consolidated_generate(
-            customer=body.validated_data["customer"],
+            customer=body["customer"],
             actor=self.actor,
             user=request.user,
-            period_start=body.validated_data["period_start"],
+            period_start=body["period_start"],
         )
         data = ConsolidatedInvoiceSerializer(self.get_queryset().get(pk=generated.invoice.pk)).data
         return Response(
@@ -135,14 +134,13 @@ class ConsolidatedInvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixi
         """Pay the consolidated invoice with a bank entry and its payment: each source is settled by
         what it still owes through reconciliation (three-way). 400 names a bad bankEntry or payment."""
         ci = self.get_object()
-        body = SettleSerializer(data=request.data, context=self.get_serializer_context())
-        body.is_valid(raise_exception=True)
+        body = validated(SettleSerializer, request, context=self.get_serializer_context())
         services.consolidated_invoice_settle(
             consolidated_invoice=ci,
             actor=self.actor,
-            bank_entry=body.validated_data["bank_entry"],
-            payment=body.validated_data["payment"],
-            reason=body.validated_data["reason"],
+            bank_entry=body["bank_entry"],
+            payment=body["payment"],
+            reason=body["reason"],
         )
         return Response(ConsolidatedInvoiceSerializer(self.get_queryset().get(pk=ci.pk)).data)
 
@@ -200,9 +198,8 @@ class CustomerSettingsView(APIView):
     )
     def put(self, request, customer_id: int):
         customer = self._customer(request, customer_id)
-        body = CustomerSettingsSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        services.customer_billing_period_update(customer=customer, actor=Actor.for_request(request), **body.validated_data)
+        body = validated(CustomerSettingsSerializer, request)
+        services.customer_billing_period_update(customer=customer, actor=Actor.for_request(request), **body)
         return Response(self._body(customer))
 
     @extend_schema(

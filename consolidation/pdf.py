@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from fpdf import FPDF
-
 from consolidation.models import ConsolidatedInvoice
 from core.money import money_text
-from invoicing.documents import latin1
+from invoicing.documents import latin1, pdf_document, pdf_table_head
 
 # The facts of a line shown in its row, in this order (any other keys follow by name).
 _DETAIL_KEYS = ("aircraft", "route", "firs", "countries")
@@ -30,23 +28,13 @@ def details_text(details: list) -> str:
 
 def render(ci: ConsolidatedInvoice) -> bytes:
     """One page header, then a row per source invoice, then totals and aggregates."""
-    pdf = FPDF(format="A4")
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 14)
-    pdf.cell(0, 8, latin1(f"Consolidated invoice {ci.number}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    for text in (
+    header = (
         f"{ci.tenant.name} - to {ci.customer.name}",
         f"Billing period {ci.period_start.isoformat()} to {ci.period_end.isoformat()} ({ci.period_type.lower()})",
         f"Issued {ci.issue_date.isoformat()}, due {ci.due_date.isoformat()}",
-    ):
-        pdf.cell(0, 6, latin1(text), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
-    pdf.set_font("Helvetica", "B", 10)
-    for width, head in ((25, "Date"), (45, "Invoice"), (35, "Amount"), (0, "Details")):
-        pdf.cell(width, 6, head, border="B")
-    pdf.ln()
+    )
+    pdf = pdf_document(f"Consolidated invoice {ci.number}", header, title_size=14, title_height=8)
+    pdf_table_head(pdf, (("Date", 25), ("Invoice", 45), ("Amount", 35), ("Details", 0)), height=6)
     pdf.set_font("Helvetica", size=9)
     for line in ci.lines.all().order_by("invoice_date", "id"):
         pdf.cell(25, 5, line.invoice_date.isoformat())

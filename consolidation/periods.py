@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from dateutil.relativedelta import relativedelta
 
 from consolidation.lifecycle import PeriodType
+from invoicing.rules import padded, padded_sql
 
 WEEKLY_START_DAYS = range(1, 8)
 # 28 is the last day every month has, so a monthly period never needs clamping.
@@ -32,8 +33,16 @@ class Period:
         """`2026-W04` (ISO week-year and week of the start) or `2026-M01`: the numbering series."""
         if self.type == PeriodType.WEEKLY:
             iso = self.start.isocalendar()
-            return f"{iso.year}-W{iso.week:02d}"
-        return f"{self.start.year}-M{self.start.month:02d}"
+            return f"{iso.year:04d}-W{iso.week:02d}"
+        return f"{self.start.year:04d}-M{self.start.month:02d}"
+
+
+def period_key_sql(period_type: str, period_start: str) -> str:
+    """SQL twin of Period.key over SQL expressions for the period's type and start."""
+    return (
+        f"CASE WHEN {period_type} = '{PeriodType.WEEKLY}' THEN to_char({period_start}, 'IYYY-\"W\"IW') "
+        f"ELSE to_char({period_start}, 'YYYY-\"M\"MM') END"
+    )
 
 
 class PeriodOutOfRange(ValueError):
@@ -96,6 +105,15 @@ def ends_on(day: date, *, period_type: str, start_day: int) -> bool:
     return (following.isoweekday() if period_type == PeriodType.WEEKLY else following.day) == start_day
 
 
+# CONS-2026-W04-001: a period's consolidated invoices are few; more digits are kept whole.
+CONSOLIDATED_SEQUENCE_WIDTH = 3
+
+
 def consolidated_number(prefix: str, period: Period, sequence: int) -> str:
     """CONS-2026-W04-001: prefix, period key, sequence per tenant and period (3 digits at least)."""
-    return f"{prefix}-{period.key}-{sequence:03d}"
+    return f"{prefix}-{period.key}-{padded(sequence, CONSOLIDATED_SEQUENCE_WIDTH)}"
+
+
+def consolidated_number_sql(prefix: str, period_key: str, sequence: str) -> str:
+    """SQL twin of consolidated_number() over SQL expressions (period_key: see period_key_sql)."""
+    return f"{prefix} || '-' || {period_key} || '-' || {padded_sql(sequence, CONSOLIDATED_SEQUENCE_WIDTH)}"

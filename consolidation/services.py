@@ -12,7 +12,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -35,14 +35,22 @@ from consolidation.models import (
     ConsolidationSettings,
     CustomerBillingPeriod,
 )
-from consolidation.periods import PeriodOutOfRange, period_containing, start_day_range
+from consolidation.periods import (
+    PeriodOutOfRange,
+    consolidated_number_sql,
+    period_containing,
+    period_key_sql,
+    start_day_range,
+)
 from consolidation.selectors import JOURNEY_NAME, Target
 from core.actors import Actor
 from core.attribution import audited
 from core.errors import ApplicationError, Conflict, ValidationFailed
 from core.money import ZERO
 from core.timezones import business_today
+from invoicing.emails import email_once
 from invoicing.models import Invoice
+from invoicing.rules import payment_due_date
 from journeys.public import run_start
 from tenancy.models import Tenant
 
@@ -310,10 +318,8 @@ def drafts_discard(*, run_pk: int, actor: Actor) -> int:
         )
 
 
-_PERIOD_KEY = (
-    "CASE WHEN period_type = 'WEEKLY' THEN to_char(period_start, 'IYYY-\"W\"IW') "
-    "ELSE to_char(period_start, 'YYYY-\"M\"MM') END"
-)
+_PERIOD_KEY = period_key_sql("period_type", "period_start")
+_NUMBER = consolidated_number_sql("%(prefix)s", "r.period_key", "b.base + r.rn")
 
 _ISSUE_SQL = f"""
 WITH bases AS (
@@ -326,7 +332,7 @@ ranked AS (
     WHERE journey_run_id = %(run)s AND status = 'DRAFT'
 )
 UPDATE consolidation_consolidatedinvoice ci
-SET number = %(prefix)s || '-' || r.period_key || '-' || lpad((b.base + r.rn)::text, greatest(3, length((b.base + r.rn)::text)), '0'),
+SET number = {_NUMBER},
     status = 'PENDING', issue_date = %(issued)s, due_date = %(due)s, updated_at = now()
 FROM ranked r JOIN bases b ON b.period_key = r.period_key
 WHERE ci.id = r.id
@@ -413,7 +419,7 @@ def drafts_issue(*, run_pk: int, tenant: Tenant, actor: Actor, issue_date: date 
     from invoicing.services import invoices_mark_consolidated
 
     issued_on = issue_date or business_today()
-    due_on = issued_on + timedelta(days=tenant.payment_terms_days)
+    due_on = payment_due_date(issued_on, tenant.payment_terms_days)
     prefix = selectors.tenant_settings(tenant.pk).number_prefix
     with audited(actor=actor, reason="consolidated invoices issued"):
         with connection.cursor() as cursor:
@@ -481,12 +487,11 @@ def consolidated_invoice_send(*, consolidated_invoice_id: int, actor: Actor) -> 
         )
         if ci is None or ci.sent_at is not None or ci.status in (ConsolidatedStatus.DRAFT, ConsolidatedStatus.CANCELLED):
             return False
-        if not ci.customer.email:
-            log.warning("consolidated_send.no_email", tenant=ci.tenant_id, consolidated_invoice=ci.pk)
+        sent = email_once(
+            ci, send_consolidated_invoice, log=log, no_email_event="consolidated_send.no_email", consolidated_invoice=ci.pk
+        )
+        if not sent:
             return False
-        send_consolidated_invoice(ci)
-        ci.sent_at = timezone.now()
-        ci.save(update_fields=["sent_at", "updated_at"])
     log.info("consolidated.sent", tenant=ci.tenant_id, consolidated_invoice=ci.pk, number=ci.number)
     return True
 

@@ -121,6 +121,28 @@ def quantize_money(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(get_currency(currency).quantum, rounding=ROUNDING)
 
 
+# The same rule in set-based SQL. PostgreSQL's round(numeric, places) rounds a half away from zero,
+# which is exactly ROUND_HALF_UP (tests/core/test_one_rule.py checks both agree on generated
+# amounts in every currency); another ROUNDING would need another SQL expression here.
+assert ROUNDING == ROUND_HALF_UP, "round_sql() implements ROUND_HALF_UP only"
+
+
+def round_sql(expression: str, places: str | int) -> str:
+    """SQL for `expression` (numeric) rounded to `places` decimal places by the one rounding rule:
+    a currency's minor units for an amount, UNIT_AMOUNT_DECIMAL_PLACES for a unit amount."""
+    return f"round({expression}, {places})"
+
+
+def line_amount_sql(quantity: str, unit_amount: str, places: str | int) -> str:
+    """SQL twin of line_amount(): quantity × unit amount, rounded once to `places` (the minor units)."""
+    return round_sql(f"{quantity} * {unit_amount}", places)
+
+
+def tax_amount_sql(taxable: str, rate: str, places: str | int) -> str:
+    """SQL twin of tax_amount(): taxable × rate (no rate taxes nothing), rounded once to `places`."""
+    return round_sql(f"{taxable} * coalesce({rate}, 0)", places)
+
+
 def fits_currency(amount: Decimal, currency: str) -> bool:
     """True when `amount` has no more decimal places than the currency's minor unit."""
     exponent = amount.normalize().as_tuple().exponent

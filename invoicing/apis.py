@@ -19,7 +19,7 @@ from core.api.serializers import (
     TenantScopedPrimaryKeyRelatedField,
     UnitAmountField,
 )
-from core.api.views import IdempotentCreateMixin, TenantScopedViewSet
+from core.api.views import IdempotentCreateMixin, TenantScopedViewSet, validated
 from invoicing import services
 from invoicing.lifecycle import InvoiceStatus
 from invoicing.models import Invoice, InvoiceItem, TaxItem
@@ -172,9 +172,7 @@ class InvoiceViewSet(
         return InvoiceCreateSerializer if self.action == "create" else InvoiceSerializer
 
     def _create(self, request):
-        body = InvoiceCreateSerializer(data=request.data, context=self.get_serializer_context())
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        data = validated(InvoiceCreateSerializer, request, context=self.get_serializer_context())
         invoice = services.invoice_create_draft(
             tenant=request.tenant,
             actor=self.actor,
@@ -196,18 +194,16 @@ class InvoiceViewSet(
     def issue(self, request, pk=None):
         """draft → payment_due: numbered, dated and emailed to the customer."""
         invoice = self.get_object()
-        body = InvoiceIssueSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        invoice = services.invoice_issue(invoice=invoice, actor=self.actor, **body.validated_data)
+        body = validated(InvoiceIssueSerializer, request)
+        invoice = services.invoice_issue(invoice=invoice, actor=self.actor, **body)
         return Response(InvoiceSerializer(self.get_queryset().get(pk=invoice.pk)).data)
 
     @extend_schema(request=InvoiceCancelSerializer, responses=InvoiceSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         invoice = self.get_object()
-        body = InvoiceCancelSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = validated(InvoiceCancelSerializer, request)
         invoice = services.invoice_cancel(
-            invoice=invoice, actor=self.actor, reason=body.validated_data["reason"]
+            invoice=invoice, actor=self.actor, reason=body["reason"]
         )
         return Response(InvoiceSerializer(self.get_queryset().get(pk=invoice.pk)).data)

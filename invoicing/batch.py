@@ -20,11 +20,12 @@ from django.utils import timezone
 from core.actors import Actor
 from core.attribution import audited
 from core.errors import Conflict
-from core.money import get_currency
+from core.money import UNIT_AMOUNT_DECIMAL_PLACES, get_currency, line_amount_sql, round_sql, tax_amount_sql
 from core.timezones import business_zone
 from invoicing.emails import FINAL_NOTICE, INVOICE, REMINDER, send_invoice_document
 from invoicing.lifecycle import OPEN_STATUSES, InvoiceStatus
 from invoicing.models import Invoice
+from invoicing.rules import invoice_number_sql, payment_due_date
 from tenancy.models import Tenant
 
 log = structlog.get_logger(__name__)
@@ -63,7 +64,15 @@ def _currency_scales(tenant_id: int) -> str:
     return ", ".join(rows) or "('XXX', 2)"
 
 
-_DRAFT_SQL = """
+# Every rounding below is the one rule (core.money), written by its SQL builders.
+# A subscription's monthly unit price keeps a unit amount's places; its pro-rata line is an amount.
+_SUB_UNIT_AMOUNT = round_sql("unit_price / months", UNIT_AMOUNT_DECIMAL_PLACES)
+_SUB_AMOUNT = round_sql("unit_price / months * quantity * active_days / %(days)s", "scale")
+_SUB_TAX = tax_amount_sql(_SUB_AMOUNT, "tax_rate", "scale")
+_CHARGE_AMOUNT = line_amount_sql("ch.quantity", "ch.unit_amount", "cur.scale")
+_CHARGE_TAX = tax_amount_sql(_CHARGE_AMOUNT, "ch.tax_rate", "cur.scale")
+
+_DRAFT_SQL = f"""
 DROP TABLE IF EXISTS batch_lines, batch_invoices, batch_items;
 
 CREATE TEMP TABLE batch_lines (
@@ -72,7 +81,7 @@ CREATE TEMP TABLE batch_lines (
     currency varchar(3), details jsonb, sort_at timestamptz
 ) ON COMMIT DROP;
 
-WITH cur(code, scale) AS (VALUES {scales}),
+WITH cur(code, scale) AS (VALUES {{scales}}),
 live AS (  -- customers that already have a live invoice of this batch and period
     SELECT customer_id FROM invoicing_invoice
     WHERE tenant_id = %(tenant)s AND batch_id = %(batch)s AND period_start = %(ps)s AND period_end = %(pe)s
@@ -91,16 +100,16 @@ subs AS (
 )
 INSERT INTO batch_lines (customer_id, subscription_id, description, quantity, unit_amount, amount, tax_rate,
                          tax_amount, currency, details, sort_at)
-SELECT customer_id, id, plan_name, quantity, round(unit_price / months, 6),
-       round(unit_price / months * quantity * active_days / %(days)s, scale),
+SELECT customer_id, id, plan_name, quantity, {_SUB_UNIT_AMOUNT},
+       {_SUB_AMOUNT},
        tax_rate,
-       round(round(unit_price / months * quantity * active_days / %(days)s, scale) * coalesce(tax_rate, 0), scale),
+       {_SUB_TAX},
        currency,
        jsonb_build_object('activeDays', active_days, 'periodDays', %(days)s, 'cadence', billing_cadence),
        '-infinity'::timestamptz
 FROM subs WHERE active_days > 0;
 
-WITH cur(code, scale) AS (VALUES {scales}),
+WITH cur(code, scale) AS (VALUES {{scales}}),
 live AS (
     SELECT customer_id FROM invoicing_invoice
     WHERE tenant_id = %(tenant)s AND batch_id = %(batch)s AND period_start = %(ps)s AND period_end = %(pe)s
@@ -109,8 +118,8 @@ live AS (
 INSERT INTO batch_lines (customer_id, subscription_id, charge_id, description, quantity, unit_amount, amount,
                          tax_rate, tax_amount, currency, details, sort_at)
 SELECT ch.customer_id, ch.subscription_id, ch.id, ch.description, ch.quantity, ch.unit_amount,
-       round(ch.quantity * ch.unit_amount, cur.scale), ch.tax_rate,
-       round(round(ch.quantity * ch.unit_amount, cur.scale) * coalesce(ch.tax_rate, 0), cur.scale),
+       {_CHARGE_AMOUNT}, ch.tax_rate,
+       {_CHARGE_TAX},
        ch.currency, ch.details, ch.occurred_at
 FROM billing_charge ch
 JOIN billing_customer c ON c.id = ch.customer_id AND c.is_active
@@ -156,7 +165,7 @@ FROM batch_items WHERE tax_rate > 0;
 
 UPDATE billing_charge ch SET invoice_id = i.invoice_id
 FROM batch_items i WHERE i.charge_id = ch.id;
-"""
+"""  # noqa: S608 - assembled from constant SQL builders, never from input
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +279,14 @@ def batch_cancel_drafts(*, run_pk: int, actor: Actor, reason: str) -> int:
         )
 
 
+# The set-based numbering writes the one invoice number format (invoicing.rules).
+_BATCH_NUMBER = invoice_number_sql("%(prefix)s", "%(year)s", "block.base + d.n")
+
+
 def batch_issue(*, tenant: Tenant, run_pk: int, issue_date: date, actor: Actor) -> int:
     """draft → payment_due for every draft of the run, numbered in one block from the tenant's
     gapless counter (locked until commit), due after the tenant's payment terms."""
-    due_date = issue_date + timedelta(days=tenant.payment_terms_days)
+    due_date = payment_due_date(issue_date, tenant.payment_terms_days)
     with audited(actor=actor, reason="monthly batch approved and issued"), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO invoicing_invoicenumbersequence (tenant_id, year, last_value) VALUES (%s, %s, 0) "
@@ -281,7 +294,7 @@ def batch_issue(*, tenant: Tenant, run_pk: int, issue_date: date, actor: Actor) 
             [tenant.pk, issue_date.year],
         )
         cursor.execute(
-            """
+            f"""
             WITH locked AS (
                 SELECT id FROM invoicing_invoice WHERE batch_run_id = %(run)s AND status = 'draft' FOR UPDATE
             ),
@@ -292,10 +305,10 @@ def batch_issue(*, tenant: Tenant, run_pk: int, issue_date: date, actor: Actor) 
                 RETURNING last_value - (SELECT count(*) FROM drafts) AS base
             )
             UPDATE invoicing_invoice i
-            SET number = %(prefix)s || '-' || %(year)s || '-' || lpad((block.base + d.n)::text, 6, '0'),
+            SET number = {_BATCH_NUMBER},
                 status = 'payment_due', issue_date = %(issue)s, due_date = %(due)s, updated_at = now()
             FROM drafts d, block WHERE i.id = d.id
-            """,
+            """,  # noqa: S608 - constant SQL
             {"run": run_pk, "tenant": tenant.pk, "year": issue_date.year, "prefix": tenant.invoice_number_prefix,
              "issue": issue_date, "due": due_date},
         )

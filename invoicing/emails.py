@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.utils import timezone
 
 from invoicing.documents import invoice_pdf
 from invoicing.models import Invoice
@@ -50,3 +51,16 @@ def send_invoice_document(invoice: Invoice, kind: str = INVOICE) -> None:
     )
     message.attach(f"{invoice.number}.pdf", invoice_pdf(invoice), "application/pdf")
     message.send(fail_silently=False)
+
+
+def email_once(document, send, *, log, no_email_event: str, **log_fields) -> bool:
+    """Email a locked document that is due its first email (an issued invoice or consolidated
+    invoice) to its customer and stamp `sent_at`, in the caller's transaction. A customer without
+    an address gets nothing: logged as `no_email_event`, False, and the document stays unsent."""
+    if not document.customer.email:
+        log.warning(no_email_event, tenant=document.tenant_id, **log_fields)
+        return False
+    send(document)
+    document.sent_at = timezone.now()
+    document.save(update_fields=["sent_at", "updated_at"])
+    return True

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from decimal import Decimal
 
 import structlog
@@ -24,6 +25,7 @@ from core.money import ZERO, AmountOutOfRange, check_in_range, fits_currency, li
 from core.timezones import business_today
 from invoicing.lifecycle import INVOICE_TRANSITIONS, OPEN_STATUSES, AdjustmentType, InvoiceStatus
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, TaxItem
+from invoicing.rules import invoice_number, payment_due_date
 from tenancy.models import Tenant
 
 log = structlog.get_logger(__name__)
@@ -173,7 +175,7 @@ def _allocate_number(*, tenant: Tenant, year: int) -> str:
             )
             cursor.execute(sql_update, [tenant.pk, year])
             row = cursor.fetchone()
-    return f"{tenant.invoice_number_prefix}-{year}-{row[0]:06d}"
+    return invoice_number(tenant.invoice_number_prefix, year, row[0])
 
 
 def invoice_issue(
@@ -188,7 +190,7 @@ def invoice_issue(
         tenant = locked.tenant
         issued_on = issue_date or business_today()
         try:
-            due_on = due_date or issued_on + timedelta(days=tenant.payment_terms_days)
+            due_on = due_date or payment_due_date(issued_on, tenant.payment_terms_days)
         except OverflowError:
             raise ValidationFailed(
                 f"{issued_on.isoformat()} + {tenant.payment_terms_days} days of payment terms is after 9999-12-31.",
@@ -350,7 +352,6 @@ def invoice_adjust(
                 "Only an issued, unsettled invoice can be adjusted.", extra={"currentStatus": locked.status}
             )
         line = line_model.objects.select_for_update().get(pk=line_id, invoice=locked)
-        signed = amount if type == AdjustmentType.CREDIT else -amount
         if type == AdjustmentType.CREDIT:
             limit = min(line.available_to_credit_amount, max(locked.balance, ZERO))
             if amount > limit:
@@ -364,45 +365,144 @@ def invoice_adjust(
                         "balance": str(locked.balance),
                     },
                 )
+        adjustment = InvoiceAdjustment(
+            tenant_id=locked.tenant_id,
+            invoice=locked,
+            invoice_item=invoice_item,
+            tax_item=tax_item,
+            type=type,
+            amount=amount,
+            reason=reason,
+            source=source,
+            idempotency_key=idempotency_key,
+        )
         try:
             # a racer with the same key on another invoice: its insert wins, this one rolls back here
             with transaction.atomic():
-                line.available_to_credit_amount -= signed
-                line.save(update_fields=["available_to_credit_amount"])
-                locked.amount_credited += signed
-                locked.balance = locked.total - locked.amount_paid - locked.amount_credited
-                locked.save(update_fields=["amount_credited", "balance", "updated_at"])
-                return InvoiceAdjustment.objects.create(
-                    tenant_id=locked.tenant_id,
-                    invoice=locked,
-                    invoice_item=invoice_item,
-                    tax_item=tax_item,
-                    type=type,
-                    amount=amount,
-                    reason=reason,
-                    source=source,
-                    idempotency_key=idempotency_key,
-                )
+                _apply_adjustments([adjustment])
         except IntegrityError as exc:
             if violated_constraint(exc) != "adjustment_unique_idempotency_key":
                 raise
-        return existing()
+            return existing()
+        locked.refresh_from_db(fields=["amount_credited", "balance", "updated_at"])
+        return adjustment
+
+
+# Rows per INSERT of adjustments: a chunk's write-off (thousands) stays a few statements without
+# building one statement of unbounded size.
+ADJUSTMENT_INSERT_BATCH = 2000
+
+
+def _signed(adjustment: InvoiceAdjustment) -> Decimal:
+    """What an adjustment takes off its line and its invoice's balance: a credit lowers, a charge raises."""
+    return adjustment.amount if adjustment.type == AdjustmentType.CREDIT else -adjustment.amount
+
+
+def _by_id(deltas: Mapping[int, Decimal]) -> list[list]:
+    """(ids, deltas) as two arrays for unnest()."""
+    return [list(deltas), list(deltas.values())]
+
+
+_LINE_ADJUSTED_SQL = """
+UPDATE {table} t SET available_to_credit_amount = t.available_to_credit_amount - v.delta
+FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, delta) WHERE t.id = v.id
+"""
+# balance = total − paid − credited, as the invoice_balance_equation constraint says.
+_INVOICE_ADJUSTED_SQL = """
+UPDATE invoicing_invoice i SET amount_credited = i.amount_credited + v.delta,
+       balance = i.total - i.amount_paid - (i.amount_credited + v.delta), {status}updated_at = now()
+FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, delta) WHERE i.id = v.id {guard}
+"""
+
+
+def _apply_adjustments(adjustments: list[InvoiceAdjustment], *, status: str = "", guard: str = "") -> int:
+    """The one place an adjustment changes the books, set-based inside the caller's transaction (the
+    callers have locked and checked the invoices): the adjustment rows are inserted, each signed
+    amount comes off its line's available-to-credit amount and onto its invoice's amount credited.
+    `status` (SET items) and `guard` (AND conditions on i) are constant SQL. One statement per
+    table; returns how many invoices changed."""
+    lines: dict[str, dict[int, Decimal]] = {
+        "invoicing_invoiceitem": defaultdict(Decimal),
+        "invoicing_taxitem": defaultdict(Decimal),
+    }
+    invoices: dict[int, Decimal] = defaultdict(Decimal)
+    for adjustment in adjustments:
+        signed = _signed(adjustment)
+        if adjustment.invoice_item_id is not None:
+            lines["invoicing_invoiceitem"][adjustment.invoice_item_id] += signed
+        else:
+            lines["invoicing_taxitem"][adjustment.tax_item_id] += signed
+        invoices[adjustment.invoice_id] += signed
+    InvoiceAdjustment.objects.bulk_create(adjustments, batch_size=ADJUSTMENT_INSERT_BATCH)
+    with connection.cursor() as cursor:
+        for table, deltas in lines.items():
+            if deltas:
+                cursor.execute(_LINE_ADJUSTED_SQL.format(table=table), _by_id(deltas))
+        if not invoices:
+            return 0
+        cursor.execute(_INVOICE_ADJUSTED_SQL.format(status=status, guard=guard), _by_id(invoices))
+        return cursor.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class LineAdjustment:
+    """One adjustment of one line of an invoice: exactly one of invoice_item_id and tax_item_id."""
+
+    invoice_id: int
+    type: str  # AdjustmentType
+    amount: Decimal  # positive
+    reason: str
+    source: str
+    idempotency_key: str
+    invoice_item_id: int | None = None
+    tax_item_id: int | None = None
+
+
+class WriteOffIncomplete(RuntimeError):
+    """Not every invoice could be written off as planned: the caller's transaction must roll back."""
+
+
+# A written-off invoice leaves dunning for good; the transition table allows that only from overdue.
+_WRITE_OFF_STATUS = "status = 'written_off', written_off_at = now(), "
+# Only an overdue invoice whose adjustments bring its balance to exactly zero is written off.
+_WRITE_OFF_GUARD = "AND i.status = 'overdue' AND i.balance = v.delta"
+
+
+def invoices_write_off(*, tenant_id: int, adjustments: Sequence[LineAdjustment]) -> int:
+    """Set-based write-off in the caller's (audited) transaction: every invoice named by
+    `adjustments` (locked and found open by the caller, its adjustments summing to its whole
+    balance) is moved to overdue if it is not yet, then written off with its adjustments applied
+    (balance 0). Raises WriteOffIncomplete unless every one was written off. Returns how many."""
+    # the two statements below may only make moves the transition table allows
+    assert all(
+        INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.OVERDUE) for s in OPEN_STATUSES if s != InvoiceStatus.OVERDUE
+    )
+    assert INVOICE_TRANSITIONS.is_allowed(InvoiceStatus.OVERDUE, InvoiceStatus.WRITTEN_OFF)
+    rows = [InvoiceAdjustment(tenant_id=tenant_id, **asdict(a)) for a in adjustments]
+    if any((row.invoice_item_id is None) == (row.tax_item_id is None) for row in rows):
+        raise ValueError("an adjustment names exactly one invoice item or tax item")
+    invoice_ids = sorted({row.invoice_id for row in rows})
+    if not invoice_ids:
+        return 0
+    Invoice.objects.filter(pk__in=invoice_ids, tenant_id=tenant_id, status__in=OPEN_STATUSES).exclude(
+        status=InvoiceStatus.OVERDUE
+    ).update(status=InvoiceStatus.OVERDUE)
+    changed = _apply_adjustments(rows, status=_WRITE_OFF_STATUS, guard=_WRITE_OFF_GUARD)
+    if changed != len(invoice_ids):
+        raise WriteOffIncomplete(f"write-off changed {changed} of {len(invoice_ids)} invoices")
+    return changed
 
 
 def invoice_send_email(*, invoice_id: int, actor: Actor) -> bool:
     """Email an issued invoice to its customer once; a second call sends nothing. True if sent."""
-    from invoicing.emails import send_invoice_document
+    from invoicing.emails import email_once, send_invoice_document
 
     with audited(actor=actor, reason="invoice emailed"):
         invoice = Invoice.objects.select_for_update().select_related("customer", "tenant").get(pk=invoice_id)
         if invoice.sent_at is not None or invoice.status == InvoiceStatus.DRAFT:
             return False
-        if not invoice.customer.email:
-            log.warning("invoice_send.no_email", tenant=invoice.tenant_id, invoice=invoice.pk)
+        if not email_once(invoice, send_invoice_document, log=log, no_email_event="invoice_send.no_email", invoice=invoice.pk):
             return False
-        send_invoice_document(invoice)
-        invoice.sent_at = timezone.now()
-        invoice.save(update_fields=["sent_at", "updated_at"])
     log.info("invoice.sent", tenant=invoice.tenant_id, invoice=invoice.pk)
     return True
 

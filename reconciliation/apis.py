@@ -18,7 +18,7 @@ from core.api.serializers import (
     StrictSerializer,
     TenantScopedPrimaryKeyRelatedField,
 )
-from core.api.views import TenantScopedViewSet
+from core.api.views import TenantScopedViewSet, validated
 from invoicing.models import Invoice
 from reconciliation import services
 from reconciliation.models import (
@@ -143,16 +143,15 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
     def create(self, request):
         """Import a CAMT.052/053/054, MT940/MT942 or CSV statement, or a zip archive of them: all or
         nothing, known entries are not duplicated; the format is read from the content."""
-        body = StatementUploadSerializer(data=request.data, context=self.get_serializer_context())
-        body.is_valid(raise_exception=True)
-        upload = body.validated_data["file"]
+        body = validated(StatementUploadSerializer, request, context=self.get_serializer_context())
+        upload = body["file"]
         result = services.statement_import(
             tenant=request.tenant,
             actor=self.actor,
-            bank_account=body.validated_data["bank_account"],
+            bank_account=body["bank_account"],
             stream=upload.file,
             file_name=upload.name or "",
-            format=body.validated_data.get("format"),
+            format=body.get("format"),
         )
         return Response(self.get_serializer(result.statement).data, status=status.HTTP_201_CREATED)
 
@@ -227,15 +226,14 @@ class BankEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         """Match by hand: this entry and its payment pay the named invoices with the given amounts; an
         unallocated remainder of the entry becomes an amount_mismatch discrepancy."""
         entry = self.get_object()
-        body = ManualMatchSerializer(data=request.data, context=self.get_serializer_context())
-        body.is_valid(raise_exception=True)
+        body = validated(ManualMatchSerializer, request, context=self.get_serializer_context())
         created = services.reconciliation_match_manual(
             tenant=request.tenant,
             actor=self.actor,
             bank_entry=entry,
-            invoices=[(a["invoice"], a["amount"]) for a in body.validated_data["invoices"]],
-            payment=body.validated_data["payment"],
-            reason=body.validated_data["reason"],
+            invoices=[(a["invoice"], a["amount"]) for a in body["invoices"]],
+            payment=body["payment"],
+            reason=body["reason"],
         )
         return Response(ReconciliationSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
 
@@ -273,10 +271,9 @@ class ReconciliationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Te
     @action(detail=True, methods=["post"])
     def unmatch(self, request, pk=None):
         """Undo a match or dismiss a discrepancy, with a reason; the entry returns to the queue."""
-        body = UnmatchSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = validated(UnmatchSerializer, request)
         undone = services.reconciliation_unmatch(
-            reconciliation=self.get_object(), actor=self.actor, reason=body.validated_data["reason"]
+            reconciliation=self.get_object(), actor=self.actor, reason=body["reason"]
         )
         return Response(self.get_serializer(undone).data)
 

@@ -1021,20 +1021,26 @@ def reconciliation_match_manual(
         entry.reconciliations.filter(status=ReconciliationStatus.DISCREPANCY).update(
             status=ReconciliationStatus.RESOLVED, resolved_at=now, resolution_reason=reason[:500]
         )
+
+        def record(**fields) -> Reconciliation:
+            return Reconciliation.objects.create(
+                tenant=tenant,
+                payment=locked_payment,
+                bank_entry=entry,
+                rule=MatchRule.MANUAL,
+                currency=entry.currency,
+                **fields,
+            )
+
         for invoice, amount in invoices:
             result = invoicing_services.invoice_apply_settlement(
                 invoice=invoice, actor=actor, amount=amount, reason=f"matched by hand: {reason}"
             )
             created.append(
-                Reconciliation.objects.create(
-                    tenant=tenant,
+                record(
                     invoice=invoice,
-                    payment=locked_payment,
-                    bank_entry=entry,
                     status=ReconciliationStatus.RECONCILED,
-                    rule=MatchRule.MANUAL,
                     amount=result.applied,
-                    currency=entry.currency,
                     difference=result.excess,
                     note=reason[:500],
                 )
@@ -1042,16 +1048,11 @@ def reconciliation_match_manual(
         remainder = entry.amount - _allocated(entry.reconciliations.all())
         if remainder > ZERO:
             created.append(
-                Reconciliation.objects.create(
-                    tenant=tenant,
+                record(
                     invoice=None,
-                    payment=locked_payment,
-                    bank_entry=entry,
                     status=ReconciliationStatus.DISCREPANCY,
                     discrepancy_kind=DiscrepancyKind.AMOUNT_MISMATCH,
-                    rule=MatchRule.MANUAL,
                     amount=ZERO,
-                    currency=entry.currency,
                     difference=remainder,
                     note="part of the bank entry is not allocated to any invoice",
                 )

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from core.actors import Actor
 from core.api.serializers import StrictSerializer
+from core.api.views import validated
 from core.errors import NotFound, ValidationFailed
 from tenancy import services
 from tenancy.models import Membership
@@ -56,13 +57,12 @@ class MembershipListView(APIView):
     @extend_schema(operation_id="memberships_create", request=MembershipCreateSerializer, responses={201: MembershipSerializer})
     def post(self, request):
         """Put an existing user in the tenant with roles (an existing membership gains them)."""
-        body = MembershipCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        user = get_user_model().objects.filter(username=body.validated_data["username"], is_active=True).first()
+        body = validated(MembershipCreateSerializer, request)
+        user = get_user_model().objects.filter(username=body["username"], is_active=True).first()
         if user is None:
             raise ValidationFailed("No active user has this username.", field="username")
         membership = services.membership_create(
-            tenant=request.tenant, user=user, roles=body.validated_data["roles"], actor=Actor.for_request(request)
+            tenant=request.tenant, user=user, roles=body["roles"], actor=Actor.for_request(request)
         )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -72,10 +72,9 @@ class MembershipRolesView(APIView):
 
     @extend_schema(operation_id="memberships_grant_role", request=RoleSerializer, responses={200: MembershipSerializer})
     def post(self, request, membership_id: int):
-        body = RoleSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = validated(RoleSerializer, request)
         membership = services.membership_grant_role(
-            membership=_membership(request, membership_id), role=body.validated_data["role"], actor=Actor.for_request(request)
+            membership=_membership(request, membership_id), role=body["role"], actor=Actor.for_request(request)
         )
         return Response(MembershipSerializer(membership).data)
 

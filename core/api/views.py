@@ -1,4 +1,4 @@
-"""View building blocks: tenant scoping and idempotent creates."""
+"""View building blocks: body validation, tenant scoping and idempotent creates."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
     @property
     def actor(self) -> Actor:
         return Actor.for_request(self.request)
+
+
+def validated(serializer_class, request, *, context: dict | None = None) -> dict:
+    """The request body's data as `serializer_class` validates it; a bad body raises (a 400 problem
+    naming the field) before any service runs."""
+    body = serializer_class(data=request.data, context=context or {})
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 class IdempotentCreateMixin(mixins.CreateModelMixin):
@@ -74,7 +82,6 @@ class TenantSettingsView(APIView):
         return Response(self.serializer_class(self.read(request.tenant)).data)
 
     def patch(self, request):
-        body = self.serializer_class(data=request.data)
-        body.is_valid(raise_exception=True)
-        saved = self.write(tenant=request.tenant, actor=Actor.for_request(request), **body.validated_data)
+        fields = validated(self.serializer_class, request)
+        saved = self.write(tenant=request.tenant, actor=Actor.for_request(request), **fields)
         return Response(self.serializer_class(saved).data)

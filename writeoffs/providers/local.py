@@ -1,14 +1,16 @@
 """Local ledger: write off Ledgerflow's own invoices, a chunk of candidates per transaction, set-based.
 
 Per chunk: lock the pending candidates (skip those another worker holds) and their invoices, read
-every line in two queries, plan each invoice in Python, then apply with one statement per table —
-adjustments, item and tax-item availability, invoice balances and statuses, candidate outcomes. The
-audit triggers are statement-level, so each statement is recorded whole. Adjustments and the
+every line in two queries, plan each invoice in Python, then hand the whole chunk's adjustments to
+invoicing's set-based `invoices_write_off` (one statement per table: adjustments, item and tax-item
+availability, invoice balances and statuses) and record the candidates' outcomes in one statement.
+The audit triggers are statement-level, so each statement is recorded whole. Adjustments and the
 candidate's outcome commit together: a killed worker leaves the candidate pending and nothing applied.
 
-Status: a zeroed invoice becomes written_off. INVOICE_TRANSITIONS allows that only from overdue, so a
-payment_due or partially_paid invoice is first moved to overdue in the same transaction (both legal
-transitions, both in the audit trail): the subscription is gone and the balance is not collectable.
+Status: a zeroed invoice becomes written_off. INVOICE_TRANSITIONS allows that only from overdue, so
+invoicing first moves a payment_due or partially_paid invoice to overdue in the same transaction
+(both legal transitions, both in the audit trail): the subscription is gone and the balance is not
+collectable.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import structlog
 from django.db import connection
 
 from core.money import ZERO
-from invoicing.lifecycle import INVOICE_TRANSITIONS, OPEN_STATUSES, AdjustmentType, InvoiceStatus
+from invoicing.lifecycle import OPEN_STATUSES, AdjustmentType
 from invoicing.models import Invoice, InvoiceAdjustment, InvoiceItem, TaxItem
+from invoicing.services import LineAdjustment, invoices_write_off
 from writeoffs.models import CandidateStatus, WriteOffCandidate
 from writeoffs.providers import CREDIT, Line, WriteOffFailed, idempotency_key, plan_adjustments
 
@@ -114,7 +117,7 @@ def apply_chunk(*, tenant_id: int, run_pk: int, candidate_ids: list[int]) -> int
             "idempotency_key", flat=True
         )
     )
-    adjustments, item_deltas, tax_deltas, invoice_deltas, to_overdue = [], defaultdict(Decimal), defaultdict(Decimal), [], []
+    adjustments = []
     for candidate in candidates:
         plan = plans.get(candidate.pk)
         if plan is None:
@@ -124,11 +127,8 @@ def apply_chunk(*, tenant_id: int, run_pk: int, candidate_ids: list[int]) -> int
             continue
         invoice = invoices[candidate.invoice_id]
         for planned, key in zip(plan, keys[candidate.pk], strict=True):
-            signed = planned.amount if planned.type == CREDIT else -planned.amount
-            (item_deltas if planned.line.kind == ITEM else tax_deltas)[planned.line.pk] += signed
             adjustments.append(
-                InvoiceAdjustment(
-                    tenant_id=tenant_id,
+                LineAdjustment(
                     invoice_id=invoice.pk,
                     invoice_item_id=planned.line.pk if planned.line.kind == ITEM else None,
                     tax_item_id=planned.line.pk if planned.line.kind == TAX else None,
@@ -139,35 +139,10 @@ def apply_chunk(*, tenant_id: int, run_pk: int, candidate_ids: list[int]) -> int
                     idempotency_key=key,
                 )
             )
-        if invoice.status != InvoiceStatus.OVERDUE:
-            INVOICE_TRANSITIONS.check(invoice.status, InvoiceStatus.OVERDUE)
-            to_overdue.append(invoice.pk)
-        INVOICE_TRANSITIONS.check(InvoiceStatus.OVERDUE, InvoiceStatus.WRITTEN_OFF)
-        invoice_deltas.append((invoice.pk, invoice.balance))
         outcomes[candidate.pk] = _Outcome(CandidateStatus.SUCCEEDED, written_off=invoice.balance, adjustments=len(plan))
 
-    InvoiceAdjustment.objects.bulk_create(adjustments, batch_size=2000)
-    for table, deltas in (("invoicing_invoiceitem", item_deltas), ("invoicing_taxitem", tax_deltas)):
-        _values_update(
-            table,
-            "available_to_credit_amount = t.available_to_credit_amount - v.delta",
-            "id, delta",
-            ("bigint", "numeric"),
-            list(deltas.items()),
-        )
-    if to_overdue:
-        Invoice.objects.filter(pk__in=to_overdue, status__in=OPEN_STATUSES).update(status=InvoiceStatus.OVERDUE)
-    changed = _values_update(
-        "invoicing_invoice",
-        "amount_credited = t.amount_credited + v.delta, balance = t.balance - v.delta, status = 'written_off', "
-        "written_off_at = now(), updated_at = now()",
-        "id, delta",
-        ("bigint", "numeric"),
-        invoice_deltas,
-        where="AND t.status = 'overdue' AND t.balance = v.delta",
-    )
-    if changed != len(invoice_deltas):
-        raise RuntimeError(f"write-off changed {changed} of {len(invoice_deltas)} invoices")  # rolls the chunk back
+    # invoicing applies the adjustments and the statuses; a shortfall raises and rolls the chunk back
+    invoices_write_off(tenant_id=tenant_id, adjustments=adjustments)
     _values_update(
         "writeoffs_writeoffcandidate",
         "status = v.status, written_off_amount = v.amount, adjustments = v.n, error = v.error, processed_at = now()",
