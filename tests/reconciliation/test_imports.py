@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audit.actors import Actor
 from reconciliation import services
 from reconciliation.models import BankEntry, BankStatement
-from reconciliation.parsers import StatementInvalid
+from reconciliation.parsers import ParsedEntry, StatementInvalid
 from tests.factories import BankAccountFactory, CsvProfileFactory, TenantFactory
 from tests.reconciliation.camt import camt053
 
@@ -176,3 +178,59 @@ def test_concurrent_imports_of_one_statement_create_each_entry_once():
     assert errors == []
     assert BankEntry.objects.count() == 200
     assert sum(BankStatement.objects.values_list("new_entry_count", flat=True)) == 200
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    booking=st.dates(),
+    value=st.none() | st.dates(),
+    amount=st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False)
+    | st.sampled_from([Decimal("-0.00"), Decimal("1E+2"), Decimal("0.10"), Decimal("100"), Decimal("-5.5")]),
+    iban=_TEXT,
+    reference=_TEXT,
+    remittance=_TEXT,
+)
+def test_a_new_entry_is_keyed_as_the_staging_sql_keys_it(
+    db, booking, value, amount, iban, reference, remittance
+):
+    # given an entry without a bank transaction id (keyed by the fingerprint of its facts)
+    entry = ParsedEntry(
+        booking_date=booking,
+        value_date=value,
+        amount=amount,
+        currency="EUR",
+        counterparty_iban=iban,
+        reference=reference,
+        remittance_text=remittance,
+    )
+    # when the staging table's SQL keys it, as every import did before direct COPY
+    keyed = services._INSERT_SQL.split("), unique_keys AS")[0] + ") SELECT dedup_key FROM keyed"  # noqa: S608 - constant SQL
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS recon_import")
+        cursor.execute(services._STAGE_SQL)
+        cursor.execute(
+            "INSERT INTO recon_import (seq, booking_date, value_date, amount, currency, bank_transaction_id, "
+            "counterparty_iban, reference, remittance_text) VALUES (1, %s, %s, %s, 'EUR', '', %s, %s, %s)",
+            [booking, value, amount, iban, reference, remittance],
+        )
+        cursor.execute(keyed)
+        (sql_key,) = cursor.fetchone()
+        cursor.execute("DROP TABLE recon_import")
+    # then the key the direct COPY gives it is the same: a re-import through either path finds it
+    assert services.first_dedup_key(entry) == sql_key
+
+
+def test_a_statement_read_by_direct_copy_and_by_staging_keys_entries_alike(account, actor):
+    # given a CSV statement without bank ids imported fresh (direct COPY)
+    CsvProfileFactory(bank_account=account)
+    data = (SAMPLES / "csv_sample.csv").read_bytes()
+    first = _import(account, data, actor)
+    keys = set(BankEntry.objects.values_list("dedup_key", flat=True))
+    # when the same file comes again with one more line (a known entry: read through staging)
+    second = _import(account, data + data.splitlines(keepends=True)[-1].replace(b"2026", b"2025"), actor)
+    # then only the new line is added
+    assert (first.new_entry_count, second.new_entry_count) == (first.entry_count, 1)
+    assert keys < set(BankEntry.objects.values_list("dedup_key", flat=True))
