@@ -246,7 +246,10 @@ def parse_camt(stream: IO[bytes], header: StatementHeader) -> Iterator[ParsedEnt
     container = ""
     pending_all = False
     containers_seen: set[int] = set()
-    index = 0
+    # What the booked entries of each statement moved, and how many there were: its balances are
+    # checked against them when the statement ends.
+    moved: dict[int, list] = {}
+    index = statements = 0
     try:
         for event, elem in events:
             if paths is None:
@@ -260,11 +263,22 @@ def parse_camt(stream: IO[bytes], header: StatementHeader) -> Iterator[ParsedEnt
                 if id(parent) not in containers_seen:
                     containers_seen.add(id(parent))
                     _camt_container(parent, paths, header)
-                yield from _camt_transactions(elem, index, paths, pending_all)
+                entries = _camt_transactions(elem, index, paths, pending_all)
+                booked = moved.setdefault(id(parent), [Decimal(0), 0])
+                for entry in entries:
+                    if not entry.pending:
+                        booked[0] += entry.amount
+                        booked[1] += 1
+                yield from entries
                 parent.remove(elem)
-            elif tag == container and id(elem) not in containers_seen:
-                containers_seen.add(id(elem))
-                _camt_container(elem, paths, header)
+            elif tag == container:
+                statements += 1
+                if id(elem) not in containers_seen:
+                    containers_seen.add(id(elem))
+                    _camt_container(elem, paths, header)
+                total, count = moved.pop(id(elem), (Decimal(0), 0))
+                if container == paths.ns + "Stmt":
+                    _camt_balance_check(elem, paths, total, count, statements)
         if paths is None:
             root = events.root
             if root is None:
@@ -295,6 +309,42 @@ def _camt_document(root, header: StatementHeader) -> tuple[_Paths, str, bool]:
     ns = root.tag[: root.tag.index("}") + 1]
     # An intraday report shows what the bank has not booked for the day yet: every entry pends.
     return _Paths(ns), ns + _CAMT_CONTAINERS[message], message == "052"
+
+
+# Balance types (ISO 20022 external code list): the day's opening booked balance, or the previous
+# day's closing one where a bank gives that instead, and the closing booked balance.
+_OPENING_BALANCES = ("OPBD", "PRCD")
+_CLOSING_BALANCE = "CLBD"
+
+
+def _camt_balance_check(stmt, paths: _Paths, moved: Decimal, count: int, number: int) -> None:
+    """An end-of-day statement's opening balance plus its booked entries equals its closing
+    balance (as MT940's :60F: + :61: = :62F:); a statement without both balances is not checked."""
+    balances: dict[str, Decimal] = {}
+    for bal in stmt.iterchildren(paths.ns + "Bal"):
+        code = paths.text(bal, "Tp/CdOrPrtry/Cd") or paths.text(bal, "Tp/CdOrPrtry/Prtry")
+        if code in balances or code not in (*_OPENING_BALANCES, _CLOSING_BALANCE):
+            continue
+        amt = bal.find(paths("Amt"))
+        where = f"line {bal.sourceline}: balance {code}"
+        if amt is None:
+            raise StatementInvalid(f"{where}: missing <Amt>.")
+        value = _amount(amt.text, amt.get("Ccy", ""), f"{where} <Amt>")
+        indicator = paths.text(bal, "CdtDbtInd")
+        if indicator not in ("CRDT", "DBIT"):
+            raise StatementInvalid(f"{where} <CdtDbtInd>: {indicator!r} is neither CRDT nor DBIT.")
+        balances[code] = value if indicator == "CRDT" else -value
+    opening = next((balances[code] for code in _OPENING_BALANCES if code in balances), None)
+    closing = balances.get(_CLOSING_BALANCE)
+    if opening is None or closing is None:
+        return
+    if opening + moved != closing:
+        ref = paths.text(stmt, "Id")
+        raise StatementInvalid(
+            f"statement #{number}" + (f" (<Id> {ref})" if ref else "") + f": opening balance {opening} "
+            f"plus its {count} booked entries ({moved}) is {opening + moved}, but the closing balance "
+            f"(CLBD) is {closing}."
+        )
 
 
 def _camt_container(elem, paths: _Paths, header: StatementHeader) -> None:
