@@ -171,7 +171,8 @@ def _seed(invoices: int):
     from reconciliation.models import BankAccount
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE billing_tenant CASCADE")
+        # The trail of earlier runs would make each run write into larger audit indexes than the last.
+        cursor.execute("TRUNCATE billing_tenant, audit_event CASCADE")
     tenant = Tenant.objects.create(name="Bench", slug="bench", invoice_number_prefix="BENCH")
     Customer.objects.bulk_create(
         [Customer(tenant=tenant, name=f"Customer {n}", currency="EUR") for n in range(1000)]
@@ -218,40 +219,44 @@ def _seed(invoices: int):
 
 
 def _copy_limit(tenant, account, rows: list[tuple]) -> float:
-    """Seconds PostgreSQL takes to COPY the same rows into the entry table (no parsing, no dedup)."""
+    """Seconds PostgreSQL takes to COPY the same rows into the entry table and commit them: the
+    rows are formatted as COPY text before the clock starts (no parsing, no adaptation, no dedup)
+    and sent in 1 MB writes; the commit runs the foreign-key checks, as it does for the import."""
     from django.db import connection, transaction
     from django.utils import timezone
 
     from reconciliation.models import BankStatement
 
+    statement = BankStatement.objects.create(tenant=tenant, bank_account=account, format="camt053")
+    now = timezone.now().isoformat()
+    escape = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+    def text(value) -> str:
+        if value is None:
+            return "\\N"
+        return value.isoformat() if hasattr(value, "isoformat") else str(value).translate(escape)
+
+    lines = [
+        "\t".join((str(tenant.pk), str(account.pk), str(statement.pk), *(text(v) for v in row)))
+        + f"\tcleared\tunmatched\tt\tcopy:{n}\t{now}\n"
+        for n, row in enumerate(rows)
+    ]
+    payload = "".join(lines).encode()
+    del lines
+    columns = (
+        "tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency, "
+        "bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, "
+        "end_to_end_id, creditor_reference, kind, status, match_status, auto_match, dedup_key, created_at"
+    )
+    started = time.perf_counter()
     with transaction.atomic():
-        statement = BankStatement.objects.create(tenant=tenant, bank_account=account, format="camt053")
-        now = timezone.now()
-        columns = (
-            "tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency, "
-            "bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, "
-            "end_to_end_id, creditor_reference, kind, status, match_status, auto_match, dedup_key, created_at"
-        )
-        started = time.perf_counter()
         with (
             connection.cursor() as cursor,
             cursor.copy(f"COPY reconciliation_bankentry ({columns}) FROM STDIN") as copy,
         ):
-            for n, row in enumerate(rows):
-                copy.write_row(
-                    (
-                        tenant.pk,
-                        account.pk,
-                        statement.pk,
-                        *row,
-                        "cleared",
-                        "unmatched",
-                        True,
-                        f"copy:{n}",
-                        now,
-                    )
-                )
-        return time.perf_counter() - started
+            for offset in range(0, len(payload), 1 << 20):
+                copy.write(payload[offset : offset + (1 << 20)])
+    return time.perf_counter() - started
 
 
 def _clear_entries(tenant) -> None:
