@@ -12,6 +12,7 @@ import json
 import tempfile
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +23,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from psycopg import errors as psycopg_errors
-from psycopg.copy import QueuedLibpqWriter
 
 from audit.actors import Actor
 from audit.context import audited
@@ -422,9 +422,10 @@ def _import_one(
 _DEDUP_CONSTRAINT = "bank_entry_unique_dedup"
 # What COPY's text format must escape in a value.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-# Rows sent to PostgreSQL per write: large enough that the per-call cost vanishes, small enough
-# that the buffer stays a few hundred kilobytes whatever the file's size.
-_COPY_BATCH_ROWS = 2_000
+# Rows per COPY of a new statement: large enough that a statement's fixed cost (its audit trigger's
+# one INSERT, the COPY's start) vanishes, small enough that the two batches in hand (one being
+# written, one being parsed) stay a few megabytes whatever the file's size.
+_COPY_BATCH_ROWS = 5_000
 
 
 def _checked(entries, bank_account: BankAccount):
@@ -485,17 +486,22 @@ def _copy_new_entries(
 ) -> tuple[int, int]:
     """COPY the entries into the entry table, each keyed as the first of its kind; a UniqueViolation
     on the dedup key when one is known already or repeats in the file (the caller's savepoint
-    then takes it all back). Rows are formatted here, in batches, not adapted value by value."""
+    then takes it all back). Rows are formatted here, not adapted value by value, and sent in
+    batches of _COPY_BATCH_ROWS, one COPY each, from a thread: while PostgreSQL writes a batch, runs
+    its audit trigger and checks its foreign keys, this thread parses the next one."""
     prefix = f"{statement.tenant_id}\t{bank_account.pk}\t{statement.pk}\t"
     suffix = f"\tunmatched\tt\t{{}}\t{now.isoformat()}\n"
     escape = _COPY_ESCAPES
     count = 0
     with connection.cursor() as cursor:
-        # Written from a thread of psycopg's: the server reads a batch while the next is parsed.
+        # Each batch's foreign keys are checked when its COPY ends, while the next batch is parsed,
+        # instead of all of them at commit while nothing else happens; deferred again afterwards.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         raw = cursor.cursor
-        with raw.copy(
-            f"COPY reconciliation_bankentry ({_DIRECT_COLUMNS}) FROM STDIN", writer=QueuedLibpqWriter(raw)
-        ) as copy:
+        sent = None
+        # One thread, and this thread never touches the connection while it works: the connection
+        # is used by one thread at a time.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="statement-copy") as sender:
             batch: list[str] = []
             for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
                 value_date = entry.value_date
@@ -521,12 +527,23 @@ def _copy_new_entries(
                     + suffix.format(first_dedup_key(entry).translate(escape))
                 )
                 if len(batch) >= _COPY_BATCH_ROWS:
-                    copy.write("".join(batch))
-                    batch.clear()
+                    if sent is not None:
+                        sent.result()
+                    sent = sender.submit(_copy_batch, raw, "".join(batch).encode())
+                    batch = []
+            if sent is not None:
+                sent.result()
             if batch:
-                copy.write("".join(batch))
+                _copy_batch(raw, "".join(batch).encode())
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         _check_account(header, bank_account)
     return count, count
+
+
+def _copy_batch(raw_cursor, payload: bytes) -> None:
+    with raw_cursor.copy(f"COPY reconciliation_bankentry ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
+        for offset in range(0, len(payload), 1 << 20):
+            copy.write(payload[offset : offset + (1 << 20)])
 
 
 def _stage_entries(

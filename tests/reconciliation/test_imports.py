@@ -234,3 +234,40 @@ def test_a_statement_read_by_direct_copy_and_by_staging_keys_entries_alike(accou
     # then only the new line is added
     assert (first.new_entry_count, second.new_entry_count) == (first.entry_count, 1)
     assert keys < set(BankEntry.objects.values_list("dedup_key", flat=True))
+
+
+def _five(**fifth) -> bytes:
+    rows = [{"amount": f"{n}.00", "txid": f"BATCH-{n}"} for n in range(1, 5)]
+    return camt053([*rows, {"amount": "5.00", "txid": "BATCH-5", **fifth}])
+
+
+def test_a_statement_sent_in_several_batches_is_imported_whole_and_once(account, actor, monkeypatch):
+    # given batches of two rows: three COPYs, the first ones sent while the rest is parsed
+    monkeypatch.setattr(services, "_COPY_BATCH_ROWS", 2)
+
+    first = _import(account, _five(), actor)
+    again = _import(account, _five(), actor)
+
+    assert (first.new_entry_count, again.new_entry_count) == (5, 0)
+    assert sorted(BankEntry.objects.values_list("amount", flat=True)) == [Decimal(n) for n in range(1, 6)]
+
+
+def test_a_defect_after_batches_were_sent_imports_nothing(account, actor, monkeypatch):
+    monkeypatch.setattr(services, "_COPY_BATCH_ROWS", 2)
+
+    with pytest.raises(StatementInvalid) as caught:
+        _import(account, _five(amount="5.001"), actor)
+
+    assert "<Ntry> #5" in caught.value.detail
+    assert (BankEntry.objects.count(), BankStatement.objects.count()) == (0, 0)
+
+
+def test_a_bank_id_repeated_in_a_later_batch_is_kept_as_its_own_entry(account, actor, monkeypatch):
+    # given the fifth entry repeating the first one's bank reference (the direct COPY meets its key)
+    monkeypatch.setattr(services, "_COPY_BATCH_ROWS", 2)
+
+    result = _import(account, _five(txid="BATCH-1"), actor)
+
+    # then the file is read through the staging table, which keys the repeat by its occurrence
+    assert result.new_entry_count == 5
+    assert sorted(BankEntry.objects.values_list("dedup_key", flat=True))[:2] == ["id:BATCH-1", "id:BATCH-1:2"]
