@@ -337,6 +337,15 @@ def run_once(invoices: int, rounds: int) -> dict:
     path = Path(tmp.name) / "statement.xml"
     log_path = Path(tmp.name) / "worker.log"
     transactions = write_camt(path, invoices)
+    # The importer's own peak first: the rows the COPY limit needs are held in this process after.
+    _clear_entries(tenant)
+    started = time.perf_counter()
+    with path.open("rb") as stream:
+        services.statement_import(
+            tenant=tenant, actor=actor, bank_account=account, stream=stream, run_matching=False
+        )
+    warmup = time.perf_counter() - started
+    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with path.open("rb") as stream:
         rows = [
             (e.booking_date, e.value_date, e.amount, e.currency, e.bank_transaction_id, e.counterparty_name,
@@ -355,7 +364,6 @@ def run_once(invoices: int, rounds: int) -> dict:
         copies.append(_copy_limit(tenant, account, rows))
         loads.append(_load())
     del rows
-    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Matching as the product runs it: the import enqueues the task after commit, a worker runs it.
     _clear_entries(tenant)
     worker = _worker(log_path)
@@ -388,6 +396,7 @@ def run_once(invoices: int, rounds: int) -> dict:
         "transactions": transactions,
         "entries": imported.new_entry_count,
         "imports": imports,
+        "warmup": warmup,
         "copies": copies,
         "loads": loads,
         "match_s": match_seconds,
@@ -429,7 +438,8 @@ def _report(r: dict) -> None:
         )
     print(
         f"  best: import {n / best_import:,.0f} tx/s, COPY limit {n / best_copy:,.0f} rows/s: the import runs at "
-        f"{best_copy / best_import:.0%} of COPY; peak RSS of the importing process {r['rss_import_mb']:.0f} MB"
+        f"{best_copy / best_import:.0%} of COPY; a first import (not counted) {n / r['warmup']:,.0f} tx/s, the "
+        f"importing process's peak RSS after it {r['rss_import_mb']:.0f} MB"
     )
     print(
         f"  matching on the worker: {r['entries']:,} entries in {r['match_s']:.2f} s from the import's commit = "
