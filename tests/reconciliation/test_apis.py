@@ -299,3 +299,24 @@ def test_a_zip_with_a_bad_member_over_the_api_is_400_naming_it_and_writes_nothin
     assert response.status_code == 400, response.content
     assert response.json()["detail"].startswith("zz-bad.xml in the archive:")
     assert (BankEntry.objects.count(), BankStatement.objects.count()) == (0, 0)
+
+
+def test_admin_archive_upload_says_what_every_member_imported(admin_client, books):
+    archive = _zip(
+        {
+            "a.xml": camt053([{"amount": "5.00", "txid": "ADM-A"}], statement_id="A"),
+            "b.xml": camt053(
+                [{"amount": "6.00", "txid": "ADM-B"}, {"amount": "7.00", "txid": "ADM-C"}], statement_id="B"
+            ),
+        }
+    )
+
+    response = admin_client.post(
+        "/admin/reconciliation/bankstatement/add/",
+        {"bank_account": books.account.pk, "file": SimpleUploadedFile("s.zip", archive)},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "2 statements imported from the archive: 3 entries, 3 of them new." in response.content.decode()
+    assert BankEntry.objects.count() == 3
