@@ -499,8 +499,8 @@ def _copy_new_entries(
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         raw = cursor.cursor
         sent = None
-        # One thread, and this thread never touches the connection while it works: the connection
-        # is used by one thread at a time.
+        # One sender thread, and this thread only parses while it sends: the connection is used by
+        # one thread at a time.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="statement-copy") as sender:
             batch: list[str] = []
             for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
@@ -1030,9 +1030,11 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
     """Match the tenant's unmatched bank entries against payments and invoices, set-based.
 
     Incremental (only unmatched entries are read) and idempotent (a second run finds nothing
-    new); runs for one tenant are serialised by an advisory lock. One bad entry never blocks the
-    others: when the set-based step fails, each entry is matched in its own savepoint and an entry
-    that still fails becomes a match_failed discrepancy saying why.
+    new); the entries are taken in chunks of MATCH_CHUNK_ENTRIES by id, each chunk in its own
+    transaction under the tenant's advisory lock (so runs for one tenant interleave chunk by chunk,
+    never within one). One bad entry never blocks the others: when a chunk's set-based step fails,
+    each of its entries is matched in its own savepoint and an entry that still fails becomes a
+    match_failed discrepancy saying why.
     """
     config = settings_for(tenant_id)
     rules = set(config.rules)
