@@ -271,3 +271,12 @@ def test_a_bank_id_repeated_in_a_later_batch_is_kept_as_its_own_entry(account, a
     # then the file is read through the staging table, which keys the repeat by its occurrence
     assert result.new_entry_count == 5
     assert sorted(BankEntry.objects.values_list("dedup_key", flat=True))[:2] == ["id:BATCH-1", "id:BATCH-1:2"]
+
+
+def test_text_with_tabs_newlines_and_backslashes_is_copied_as_written(account, actor):
+    text = "Invoice\tINV-1\\2026\nsecond line\r\nthird \\N"
+
+    _import(account, camt053([{"amount": "9.00", "txid": "ESC-1", "text": text, "name": "A\\B\tC"}]), actor)
+
+    entry = BankEntry.objects.get()
+    assert (entry.remittance_text, entry.counterparty_name) == (text.replace("\r\n", "\n"), "A\\B\tC")
