@@ -173,6 +173,14 @@ class BankStatementAdmin(TenantScopedAdmin):
     def save_model(self, request, obj, form, change):
         obj.pk = form.result.statement.pk
         obj.__dict__.update(form.result.statement.__dict__)
+        result = form.result
+        if len(result.statements) > 1:
+            # An archive: the page that follows names the first statement; say what all of them did.
+            messages.info(
+                request,
+                f"{len(result.statements)} statements imported from the archive: {result.entry_count} entries, "
+                f"{result.new_entry_count} of them new.",
+            )
 
     def save_related(self, request, form, formsets, change):
         pass

@@ -107,6 +107,19 @@ class BankStatementSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StatementImportSerializer(BankStatementSerializer):
+    """What an upload answers: the (first) statement, the counts of the whole upload (every member
+    of an archive) and each statement it created, one per file of an archive."""
+
+    entry_count = serializers.IntegerField(read_only=True)
+    new_entry_count = serializers.IntegerField(read_only=True)
+    statements = BankStatementSerializer(many=True, read_only=True)
+
+    class Meta(BankStatementSerializer.Meta):
+        fields = [*BankStatementSerializer.Meta.fields, "statements"]
+        read_only_fields = fields
+
+
 class StatementUploadSerializer(StrictSerializer):
     bank_account = TenantScopedPrimaryKeyRelatedField(queryset=BankAccount.objects.all())
     file = serializers.FileField(max_length=255, allow_empty_file=False)
@@ -138,7 +151,7 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
     parser_classes = [CamelCaseMultiPartParser]
 
     @extend_schema(
-        request={"multipart/form-data": StatementUploadSerializer}, responses={201: BankStatementSerializer}
+        request={"multipart/form-data": StatementUploadSerializer}, responses={201: StatementImportSerializer}
     )
     def create(self, request):
         """Import a CAMT.052/053/054, MT940/MT942 or CSV statement, or a zip archive of them: all or
@@ -153,7 +166,13 @@ class BankStatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
             file_name=upload.name or "",
             format=body.get("format"),
         )
-        return Response(self.get_serializer(result.statement).data, status=status.HTTP_201_CREATED)
+        data = {
+            **self.get_serializer(result.statement).data,
+            "entry_count": result.entry_count,
+            "new_entry_count": result.new_entry_count,
+            "statements": self.get_serializer(result.statements, many=True).data,
+        }
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 # --- Bank entries -------------------------------------------------------------------------------

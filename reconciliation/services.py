@@ -12,6 +12,7 @@ import json
 import tempfile
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -21,6 +22,7 @@ import structlog
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from psycopg import errors as psycopg_errors
 
 from billing.lifecycle import PaymentStatus
 from billing.models import Payment
@@ -330,6 +332,18 @@ def statement_import(
 _CAMT_FORMATS = (StatementFormat.CAMT052, StatementFormat.CAMT053, StatementFormat.CAMT054)
 
 
+def _parse(fmt: str, stream: IO[bytes], header: parsers.StatementHeader, bank_account: BankAccount):
+    """The entries of the file, parsed lazily (nothing is read before the first entry is asked for)."""
+    if fmt == "camt" or fmt in _CAMT_FORMATS:
+        return parsers.parse_camt(stream, header)
+    if fmt == StatementFormat.MT940:
+        return parsers.parse_mt940(stream, header)
+    profile = getattr(bank_account, "csv_profile", None)
+    if profile is None:
+        raise ValidationFailed("This bank account has no CSV column profile.", field="file")
+    return parsers.parse_csv(stream, header, profile=profile, currency=bank_account.currency)
+
+
 def _import_one(
     *,
     tenant: Tenant,
@@ -345,15 +359,7 @@ def _import_one(
     if fmt not in (*StatementFormat.values, "camt"):
         raise ValidationFailed(f"Unknown statement format {fmt!r}.", field="format")
     header = parsers.StatementHeader()
-    if fmt == "camt" or fmt in _CAMT_FORMATS:
-        entries = parsers.parse_camt(stream, header)
-    elif fmt == StatementFormat.MT940:
-        entries = parsers.parse_mt940(stream, header)
-    else:
-        profile = getattr(bank_account, "csv_profile", None)
-        if profile is None:
-            raise ValidationFailed("This bank account has no CSV column profile.", field="file")
-        entries = parsers.parse_csv(stream, header, profile=profile, currency=bank_account.currency)
+    entries = _parse(fmt, stream, header, bank_account)
     sha = _sha256(stream)
     with audited(actor=actor, reason=f"statement imported ({fmt})"):
         statement = BankStatement.objects.create(
@@ -363,54 +369,29 @@ def _import_one(
             file_name=file_name[:255],
             file_sha256=sha,
         )
-        count = 0
-        with connection.cursor() as cursor:
-            # ON COMMIT DROP is not enough when the import runs inside a caller's transaction.
-            cursor.execute("DROP TABLE IF EXISTS recon_import")
-            cursor.execute(_STAGE_SQL)
-            with cursor.copy(f"COPY recon_import ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
-                for count, entry in enumerate(entries, start=1):  # noqa: B007 - count is used after
-                    if entry.currency != bank_account.currency:
-                        raise parsers.StatementInvalid(
-                            f"entry #{count}: currency {entry.currency} differs from the account's "
-                            f"{bank_account.currency}."
-                        )
-                    copy.write_row(
-                        (
-                            count,
-                            entry.booking_date,
-                            entry.value_date,
-                            entry.amount,
-                            entry.currency,
-                            entry.bank_transaction_id,
-                            entry.counterparty_name,
-                            entry.counterparty_iban,
-                            entry.reference,
-                            entry.remittance_text,
-                            "pending" if entry.pending else "cleared",
-                            entry.end_to_end_id,
-                            entry.creditor_reference,
-                            entry.kind,
-                        )
-                    )
-            stated = header.iban.replace(" ", "").upper()
-            # MT940's :25: may be "BLZ/account" rather than an IBAN: only an IBAN is compared.
-            if stated[:2].isalpha() and stated != bank_account.iban:
-                raise parsers.StatementInvalid(
-                    f"The statement is for account {header.iban}, not {bank_account.iban}."
+        now = timezone.now()
+        try:
+            # The common case, a statement none of whose entries is known yet: its rows are copied
+            # straight into the entry table (one pass, the audit trigger sees them in one statement).
+            with transaction.atomic():
+                count, new_count = _copy_new_entries(
+                    entries, header=header, statement=statement, bank_account=bank_account, now=now
                 )
-            cursor.execute(
-                _INSERT_COUNTED_SQL,
-                {
-                    "tenant": tenant.pk,
-                    "account": bank_account.pk,
-                    "statement": statement.pk,
-                    "now": timezone.now(),
-                },
+            cleared_ids: list[int] = []
+        except psycopg_errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != _DEDUP_CONSTRAINT:
+                raise
+            # An entry is known already (a re-import, an overlapping or intraday statement) or the
+            # file repeats one: read it again through the staging table, which keys repeats by
+            # their occurrence, skips what is known and clears what was pending.
+            stream.seek(0)
+            header = parsers.StatementHeader()
+            entries = _parse(fmt, stream, header, bank_account)
+            count, new_count, cleared_ids = _stage_entries(
+                entries, header=header, statement=statement, bank_account=bank_account, now=now
             )
-            new_count, cleared_ids = cursor.fetchone()
-            cursor.execute("DROP TABLE recon_import")
-            if new_count >= ANALYZE_AFTER_ROWS:
+        if new_count >= ANALYZE_AFTER_ROWS:
+            with connection.cursor() as cursor:
                 cursor.execute("ANALYZE reconciliation_bankentry")
         if cleared_ids:
             _reopen_cleared(cleared_ids)
@@ -437,6 +418,178 @@ def _import_one(
         cleared_count=len(cleared_ids),
         statements=[statement],
     )
+
+
+_DEDUP_CONSTRAINT = "bank_entry_unique_dedup"
+# What COPY's text format must escape in a value.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# Rows per COPY of a new statement: large enough that a statement's fixed cost (its audit trigger's
+# one INSERT, the COPY's start) vanishes, small enough that the two batches in hand (one being
+# written, one being parsed) stay a few megabytes whatever the file's size.
+_COPY_BATCH_ROWS = 5_000
+
+
+def _checked(entries, bank_account: BankAccount):
+    """(position, entry) of each parsed entry, refusing one in another currency than the account's."""
+    for count, entry in enumerate(entries, start=1):
+        if entry.currency != bank_account.currency:
+            raise parsers.StatementInvalid(
+                f"entry #{count}: currency {entry.currency} differs from the account's {bank_account.currency}."
+            )
+        yield count, entry
+
+
+def _check_account(header: parsers.StatementHeader, bank_account: BankAccount) -> None:
+    stated = header.iban.replace(" ", "").upper()
+    # MT940's :25: may be "BLZ/account" rather than an IBAN: only an IBAN is compared.
+    if stated[:2].isalpha() and stated != bank_account.iban:
+        raise parsers.StatementInvalid(
+            f"The statement is for account {header.iban}, not {bank_account.iban}."
+        )
+
+
+def _numeric_text(amount: Decimal) -> str:
+    """The amount as PostgreSQL prints an unconstrained numeric (plain notation, its own scale, no
+    negative zero): the text the staging table's key is computed from."""
+    text = format(amount, "f")
+    return text[1:] if text.startswith("-") and not amount else text
+
+
+def first_dedup_key(entry: parsers.ParsedEntry) -> str:
+    """The key _INSERT_SQL gives an entry that is the first of its kind in its file: "id:" and the
+    bank's transaction id, else "fp:", the md5 of its facts as concat_ws joins them (a missing value
+    date left out) and ":1". A test pins it to the SQL."""
+    if entry.bank_transaction_id:
+        return "id:" + entry.bank_transaction_id
+    facts = [entry.booking_date.isoformat()]
+    if entry.value_date is not None:
+        facts.append(entry.value_date.isoformat())
+    facts += [
+        _numeric_text(entry.amount),
+        entry.currency,
+        entry.counterparty_iban,
+        entry.reference,
+        entry.remittance_text,
+    ]
+    digest = hashlib.md5("|".join(facts).encode(), usedforsecurity=False).hexdigest()
+    return f"fp:{digest}:1"
+
+
+_DIRECT_COLUMNS = (
+    "tenant_id, bank_account_id, statement_id, booking_date, value_date, amount, currency, "
+    "bank_transaction_id, counterparty_name, counterparty_iban, reference, remittance_text, status, "
+    "end_to_end_id, creditor_reference, kind, match_status, auto_match, dedup_key, created_at"
+)
+
+
+def _copy_new_entries(
+    entries, *, header: parsers.StatementHeader, statement: BankStatement, bank_account: BankAccount, now
+) -> tuple[int, int]:
+    """COPY the entries into the entry table, each keyed as the first of its kind; a UniqueViolation
+    on the dedup key when one is known already or repeats in the file (the caller's savepoint
+    then takes it all back). Rows are formatted here, not adapted value by value, and sent in
+    batches of _COPY_BATCH_ROWS, one COPY each, from a thread: while PostgreSQL writes a batch, runs
+    its audit trigger and checks its foreign keys, this thread parses the next one."""
+    prefix = f"{statement.tenant_id}\t{bank_account.pk}\t{statement.pk}\t"
+    suffix = f"\tunmatched\tt\t{{}}\t{now.isoformat()}\n"
+    escape = _COPY_ESCAPES
+    count = 0
+    with connection.cursor() as cursor:
+        # Each batch's foreign keys are checked when its COPY ends, while the next batch is parsed,
+        # instead of all of them at commit while nothing else happens; deferred again afterwards.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        raw = cursor.cursor
+        sent = None
+        # One sender thread, and this thread only parses while it sends: the connection is used by
+        # one thread at a time.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="statement-copy") as sender:
+            batch: list[str] = []
+            for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
+                value_date = entry.value_date
+                batch.append(
+                    prefix
+                    + "\t".join(
+                        (
+                            entry.booking_date.isoformat(),
+                            "\\N" if value_date is None else value_date.isoformat(),
+                            _numeric_text(entry.amount),
+                            entry.currency,
+                            entry.bank_transaction_id.translate(escape),
+                            entry.counterparty_name.translate(escape),
+                            entry.counterparty_iban.translate(escape),
+                            entry.reference.translate(escape),
+                            entry.remittance_text.translate(escape),
+                            "pending" if entry.pending else "cleared",
+                            entry.end_to_end_id.translate(escape),
+                            entry.creditor_reference.translate(escape),
+                            entry.kind,
+                        )
+                    )
+                    + suffix.format(first_dedup_key(entry).translate(escape))
+                )
+                if len(batch) >= _COPY_BATCH_ROWS:
+                    if sent is not None:
+                        sent.result()
+                    sent = sender.submit(_copy_batch, raw, "".join(batch).encode())
+                    batch = []
+            if sent is not None:
+                sent.result()
+            if batch:
+                _copy_batch(raw, "".join(batch).encode())
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        _check_account(header, bank_account)
+    return count, count
+
+
+def _copy_batch(raw_cursor, payload: bytes) -> None:
+    with raw_cursor.copy(f"COPY reconciliation_bankentry ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
+        for offset in range(0, len(payload), 1 << 20):
+            copy.write(payload[offset : offset + (1 << 20)])
+
+
+def _stage_entries(
+    entries, *, header: parsers.StatementHeader, statement: BankStatement, bank_account: BankAccount, now
+) -> tuple[int, int, list[int]]:
+    """COPY the entries into a staging table, then one INSERT … SELECT keys them (repeats by their
+    occurrence), skips the known ones and clears known pending ones. (entries, new, cleared ids)."""
+    count = 0
+    with connection.cursor() as cursor:
+        # ON COMMIT DROP is not enough when the import runs inside a caller's transaction.
+        cursor.execute("DROP TABLE IF EXISTS recon_import")
+        cursor.execute(_STAGE_SQL)
+        with cursor.copy(f"COPY recon_import ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+            for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
+                copy.write_row(
+                    (
+                        count,
+                        entry.booking_date,
+                        entry.value_date,
+                        entry.amount,
+                        entry.currency,
+                        entry.bank_transaction_id,
+                        entry.counterparty_name,
+                        entry.counterparty_iban,
+                        entry.reference,
+                        entry.remittance_text,
+                        "pending" if entry.pending else "cleared",
+                        entry.end_to_end_id,
+                        entry.creditor_reference,
+                        entry.kind,
+                    )
+                )
+        _check_account(header, bank_account)
+        cursor.execute(
+            _INSERT_COUNTED_SQL,
+            {
+                "tenant": statement.tenant_id,
+                "account": bank_account.pk,
+                "statement": statement.pk,
+                "now": now,
+            },
+        )
+        new_count, cleared_ids = cursor.fetchone()
+        cursor.execute("DROP TABLE recon_import")
+    return count, new_count, cleared_ids
 
 
 def _reopen_cleared(entry_ids: list[int]) -> None:
@@ -486,7 +639,12 @@ SELECT e.id AS entry_id, e.amount, e.currency, e.status AS entry_status, e.credi
            WHERE r.payment_id = p.id AND r.status IN ('reconciled', 'discrepancy')
              AND r.discrepancy_kind <> 'missing_bank_entry')) AS payment_taken,
        row_number() OVER (PARTITION BY p.id ORDER BY e.id) AS payment_rank
-FROM reconciliation_bankentry e
+FROM (
+    SELECT * FROM reconciliation_bankentry u
+    WHERE u.tenant_id = %(tenant)s AND u.match_status = 'unmatched' AND u.auto_match AND u.amount > 0
+      AND u.kind = 'transfer' AND u.id > %(after)s
+    ORDER BY u.id LIMIT %(chunk)s
+) e
 LEFT JOIN billing_payment p1
     ON %(use_payment)s AND p1.tenant_id = e.tenant_id AND p1.rail_transaction_id = e.reference
    AND p1.rail_transaction_id <> '' AND p1.status <> 'failed' AND p1.currency = e.currency
@@ -498,9 +656,11 @@ LEFT JOIN (
     ORDER BY x.reference, x.currency, x.id
 ) p2 ON p1.id IS NULL AND e.reference <> '' AND p2.reference = e.reference AND p2.currency = e.currency
 LEFT JOIN billing_payment p ON p.id = coalesce(p1.id, p2.id)
-WHERE e.tenant_id = %(tenant)s AND e.match_status = 'unmatched' AND e.auto_match AND e.amount > 0
-  AND e.kind = 'transfer'
 """
+# Entries matched per transaction. Large enough that a chunk's fixed cost (about fifteen statements
+# and three ANALYZEs of its temporary tables, some 30 ms) is a few percent of its work; small enough
+# that a chunk's temporary tables and locked invoices stay a few megabytes and seconds.
+MATCH_CHUNK_ENTRIES = 10_000
 
 # The invoices each entry pays: its payment's invoice, else invoice numbers in the references
 # and remittance text, else (a payment without invoice) the customer's open invoices whose
@@ -742,6 +902,10 @@ WHERE id IN (SELECT bank_entry_id FROM recorded)
 """
 
 _DROP_SQL = "DROP TABLE IF EXISTS rc_e, rc_i, rc_o, rc_a, rc_all"
+# The temp tables' row estimates are guesses until analysed, and a guess of millions makes
+# PostgreSQL JIT-compile each statement: about a second per statement at 20,000 entries, more
+# than running it. Off for this transaction only.
+_NO_JIT_SQL = "SET LOCAL jit = off"
 _DROP_STEP_SQL = "DROP TABLE IF EXISTS rc_i, rc_o, rc_a"
 
 # A match the engine could not apply: the entry leaves the automatic queue with the reason, so
@@ -762,6 +926,11 @@ class _Counts:
     reconciled: int = 0
     discrepancies: int = 0
     invoices_settled: int = 0
+
+    def add(self, other: _Counts) -> None:
+        self.reconciled += other.reconciled
+        self.discrepancies += other.discrepancies
+        self.invoices_settled += other.invoices_settled
 
 
 def _match_step(cursor, *, params: dict, rules: set, actor: Actor, tolerances: dict, counts: _Counts) -> None:
@@ -827,13 +996,46 @@ def _failure_reason(exc: Exception) -> str:
     return f"could not be applied ({type(exc).__name__}): {message}"[:500]
 
 
+def _match_chunk(cursor, *, tenant_id: int, step: dict) -> _Counts:
+    """Match the chunk in rc_e set-based; when that fails, each entry in its own savepoint, an entry
+    that still fails becoming a match_failed discrepancy saying why."""
+    counts = _Counts()
+    params = step["params"]
+    try:
+        with transaction.atomic():
+            _match_step(cursor, **step, counts=counts)
+    except (DatabaseError, ApplicationError) as exc:
+        log.warning("reconciliation.run.entry_by_entry", tenant=tenant_id, error=_failure_reason(exc))
+        counts = _Counts()
+        cursor.execute("ALTER TABLE rc_e RENAME TO rc_all")
+        cursor.execute("SELECT entry_id FROM rc_all ORDER BY entry_id")
+        for (entry_id,) in cursor.fetchall():
+            try:
+                with transaction.atomic():
+                    cursor.execute(_DROP_STEP_SQL)
+                    cursor.execute(
+                        "DROP TABLE IF EXISTS rc_e; "
+                        "CREATE TEMP TABLE rc_e ON COMMIT DROP AS SELECT * FROM rc_all WHERE entry_id = %s",
+                        [entry_id],
+                    )
+                    _match_step(cursor, **step, counts=counts)
+            except (DatabaseError, ApplicationError) as entry_exc:
+                reason = _failure_reason(entry_exc)
+                log.warning("reconciliation.entry.failed", tenant=tenant_id, entry=entry_id, reason=reason)
+                cursor.execute(_MATCH_FAILED_SQL, {**params, "entry": entry_id, "note": reason})
+                counts.discrepancies += 1
+    return counts
+
+
 def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
     """Match the tenant's unmatched bank entries against payments and invoices, set-based.
 
     Incremental (only unmatched entries are read) and idempotent (a second run finds nothing
-    new); runs for one tenant are serialised by an advisory lock. One bad entry never blocks the
-    others: when the set-based step fails, each entry is matched in its own savepoint and an entry
-    that still fails becomes a match_failed discrepancy saying why.
+    new); the entries are taken in chunks of MATCH_CHUNK_ENTRIES by id, each chunk in its own
+    transaction under the tenant's advisory lock (so runs for one tenant interleave chunk by chunk,
+    never within one). One bad entry never blocks the others: when a chunk's set-based step fails,
+    each of its entries is matched in its own savepoint and an entry that still fails becomes a
+    match_failed discrepancy saying why.
     """
     config = settings_for(tenant_id)
     rules = set(config.rules)
@@ -849,38 +1051,30 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
         "use_number": MatchRule.INVOICE_NUMBER in rules,
         "use_multi": MatchRule.MULTI_INVOICE in rules,
     }
+    step = {"params": params, "rules": rules, "actor": actor, "tolerances": tolerances}
     counts = _Counts()
-    step = {"params": params, "rules": rules, "actor": actor, "tolerances": tolerances, "counts": counts}
+    after = 0
+    while True:
+        # A chunk of entries per transaction: each rule is one statement over the chunk, so the
+        # temporary tables, the invoices locked and the transaction stay the same size however many
+        # entries wait, and what a chunk matched is committed before the next one is read.
+        with audited(actor=actor, reason="reconciliation run"), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(tenant_id)])
+            cursor.execute(_NO_JIT_SQL)
+            # ON COMMIT DROP is not enough when the run is nested in a caller's transaction.
+            cursor.execute(_DROP_SQL)
+            cursor.execute(_CANDIDATES_SQL, {**params, "after": after, "chunk": MATCH_CHUNK_ENTRIES})
+            cursor.execute("SELECT count(*), max(entry_id) FROM rc_e")
+            found, last = cursor.fetchone()
+            if found:
+                counts.add(_match_chunk(cursor, tenant_id=tenant_id, step=step))
+            cursor.execute(_DROP_SQL)
+        if found < MATCH_CHUNK_ENTRIES:
+            break
+        after = last
     with audited(actor=actor, reason="reconciliation run"), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(tenant_id)])
-        # ON COMMIT DROP is not enough when the run is nested in a caller's transaction.
-        cursor.execute(_DROP_SQL)
-        cursor.execute(_CANDIDATES_SQL, params)
-        try:
-            with transaction.atomic():
-                _match_step(cursor, **step)
-        except (DatabaseError, ApplicationError) as exc:
-            log.warning("reconciliation.run.entry_by_entry", tenant=tenant_id, error=_failure_reason(exc))
-            counts.reconciled = counts.discrepancies = counts.invoices_settled = 0
-            cursor.execute("ALTER TABLE rc_e RENAME TO rc_all")
-            cursor.execute("SELECT entry_id FROM rc_all ORDER BY entry_id")
-            for (entry_id,) in cursor.fetchall():
-                try:
-                    with transaction.atomic():
-                        cursor.execute(_DROP_STEP_SQL)
-                        cursor.execute(
-                            "DROP TABLE IF EXISTS rc_e; "
-                            "CREATE TEMP TABLE rc_e ON COMMIT DROP AS SELECT * FROM rc_all WHERE entry_id = %s",
-                            [entry_id],
-                        )
-                        _match_step(cursor, **step)
-                except (DatabaseError, ApplicationError) as entry_exc:
-                    reason = _failure_reason(entry_exc)
-                    log.warning(
-                        "reconciliation.entry.failed", tenant=tenant_id, entry=entry_id, reason=reason
-                    )
-                    cursor.execute(_MATCH_FAILED_SQL, {**params, "entry": entry_id, "note": reason})
-                    counts.discrepancies += 1
+        cursor.execute(_NO_JIT_SQL)
         cursor.execute(
             _MISSING_BANK_ENTRY_SQL,
             {
@@ -892,7 +1086,6 @@ def reconciliation_run(*, tenant_id: int, actor: Actor) -> MatchingResult:
         counts.discrepancies += cursor.rowcount
         cursor.execute(_REVERSALS_SQL, params)
         counts.discrepancies += cursor.rowcount
-        cursor.execute(_DROP_SQL)
     log.info(
         "reconciliation.run",
         tenant=tenant_id,

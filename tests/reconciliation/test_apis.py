@@ -1,11 +1,13 @@
 """The reconciliation API: upload, queues, filters, manual match and unmatch, tenant isolation."""
 
+import io
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from reconciliation.models import BankEntry, Reconciliation
+from reconciliation.models import BankEntry, BankStatement, Reconciliation
 from tests.factories import BankAccountFactory
 from tests.reconciliation.camt import camt053
 
@@ -254,3 +256,67 @@ def test_admin_reconciliation_settings_take_tolerances_per_currency(admin_client
     assert response.status_code == 302
     assert ReconciliationSettings.objects.get().amount_tolerances == {"EUR": "0.05", "JPY": "5"}
     assert refused.status_code == 200 and b"whole minor units of JPY" in refused.content
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_a_zip_uploaded_over_the_api_imports_every_member(api, books):
+    # given an archive of two statements (and a CAMT sample in a folder)
+    first = camt053(
+        [{"amount": "10.00", "txid": "ZIP-A1"}, {"amount": "11.00", "txid": "ZIP-A2"}], statement_id="A"
+    )
+    second = camt053([{"amount": "12.00", "txid": "ZIP-B1"}], statement_id="B")
+    third = (SAMPLES / "camt053_sample.xml").read_bytes()
+    archive = _zip({"a.xml": first, "b.xml": second, "more/c.xml": third})
+
+    # when it is uploaded
+    response = _upload(api, books.account, archive, name="statements.zip")
+
+    # then each member is a statement and every entry is imported
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert BankEntry.objects.count() == 6
+    assert body["entryCount"] == 6 and body["newEntryCount"] == 6
+    assert [s["statementRef"] for s in body["statements"]] == ["A", "B", "20260302-DE89370400440532013000"]
+    assert BankStatement.objects.filter(bank_account=books.account).count() == 3
+    # and uploading it again adds nothing
+    again = _upload(api, books.account, archive, name="statements.zip").json()
+    assert (again["newEntryCount"], BankEntry.objects.count()) == (0, 6)
+
+
+def test_a_zip_with_a_bad_member_over_the_api_is_400_naming_it_and_writes_nothing(api, books):
+    good = camt053([{"amount": "10.00", "txid": "ZIP-G1"}], statement_id="G")
+    bad = camt053([{"amount": "x", "txid": "ZIP-X1"}], statement_id="X")
+
+    response = _upload(api, books.account, _zip({"good.xml": good, "zz-bad.xml": bad}), name="s.zip")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith("zz-bad.xml in the archive:")
+    assert (BankEntry.objects.count(), BankStatement.objects.count()) == (0, 0)
+
+
+def test_admin_archive_upload_says_what_every_member_imported(admin_client, books):
+    archive = _zip(
+        {
+            "a.xml": camt053([{"amount": "5.00", "txid": "ADM-A"}], statement_id="A"),
+            "b.xml": camt053(
+                [{"amount": "6.00", "txid": "ADM-B"}, {"amount": "7.00", "txid": "ADM-C"}], statement_id="B"
+            ),
+        }
+    )
+
+    response = admin_client.post(
+        "/admin/reconciliation/bankstatement/add/",
+        {"bank_account": books.account.pk, "file": SimpleUploadedFile("s.zip", archive)},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "2 statements imported from the archive: 3 entries, 3 of them new." in response.content.decode()
+    assert BankEntry.objects.count() == 3

@@ -105,8 +105,6 @@ ACCEPTED = [
     ("mt940", "mBank/mt940.sta", "PLN", IBAN_PL, 3, "0.03", "0", 0),
     ("mt940", "mBank/mt942.sta", "PLN", IBAN_PL, 3, "0.03", "0", 0),
     ("mt940", "self-provided/mt942.sta", "EUR", DEFAULT, 1, "0", "-0.42", 0),
-    # a reversed direct-debit batch of two returned transactions (RvslInd, RtrInf)
-    ("oca", "test-camt053", "EUR", IBAN_NL, 4, "1405.31", "-1418.30", 2),
     ("oca", "test-camt053-txdtls", "CHF", IBAN_CH, 2, "3483.00", "0", 0),
     ("oca", "test-camt054", "EUR", IBAN_NL, 1, "5.00", "0", 0),
     ("oca", "test-camt053-no-ntry", "EUR", IBAN_NL, 0, "0", "0", 0),
@@ -151,18 +149,22 @@ def test_swiss_batch_booking_becomes_one_entry_per_transaction_with_its_own_refe
     assert all(e.counterparty_name == "Banque Cantonale Vaudoise" for e in entries)
 
 
-def test_zip_of_camt_statements_imports_each_member_detected_from_content(db, actor):
+def test_zip_of_camt_statements_is_read_from_content_and_refused_whole_for_its_member_that_does_not_add_up(
+    db, actor
+):
     account = BankAccountFactory(tenant=TenantFactory(), iban=IBAN_NL, currency="EUR")
 
-    # given the archive under a name that says nothing about its content
-    result = _import(account, _sample("oca", "test-camt053.zip"), actor)
+    # given the archive under a name that says nothing about its content, whose second day
+    # (2014-03-05) does not add up: 15568.27 + 57.01 is not its closing 15121.12
+    with pytest.raises(StatementInvalid) as caught:
+        _import(account, _sample("oca", "test-camt053.zip"), actor)
 
-    assert [s.format for s in result.statements] == ["camt053", "camt053"]
-    assert BankStatement.objects.filter(bank_account=account).count() == 2
-    # two days (2014-02-05, 2014-03-05) of three entries each
-    assert [s.new_entry_count for s in result.statements] == [3, 3]
-    assert BankEntry.objects.filter(bank_account=account).count() == 6
-    assert _import(account, _sample("oca", "test-camt053.zip"), actor).new_entry_count == 0
+    # then its members were read as CAMT, the one that does not add up is named, nothing is written
+    assert caught.value.detail.startswith(
+        "test-camt053_02.xml in the archive: statement #1 (<Id> 1234Test/2)"
+    )
+    assert "closing balance (CLBD) is 15121.12" in caught.value.detail
+    assert BankEntry.objects.count() == 0 and BankStatement.objects.count() == 0
 
 
 # source, file, what the 400 names. Public samples that are anonymised so that their balances no longer
@@ -178,6 +180,13 @@ REFUSED = [
     ("mt940", "jejik/triodos.sta", None, "closing balance (:62:) is 4370.79"),
     ("mt940", "jejik/postfinance.sta", None, "closing balance (:62:) is 159.6"),
     ("mt940", "jejik/rabobank.sta", None, "closing balance (:62:) is 395.82"),
+    # OPBD 15568.27 − 754.25 − 664.05 + 1405.31 is 15555.28, not its CLBD 15121.12
+    (
+        "oca",
+        "test-camt053",
+        None,
+        "statement #1 (<Id> 1234Test/1): opening balance 15568.27 plus its 4 booked",
+    ),
 ]
 
 

@@ -220,3 +220,43 @@ def test_a_zip_bomb_is_refused_before_it_inflates(account, actor, monkeypatch):
 
     assert "bomb.xml: inflates past" in caught.value.detail
     assert BankStatement.objects.count() == 0
+
+
+def _bal(code: str, amount: str, indicator: str = "CRDT") -> str:
+    return (
+        f'<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy="EUR">{amount}</Amt>'
+        f"<CdtDbtInd>{indicator}</CdtDbtInd><Dt><Dt>2026-03-02</Dt></Dt></Bal>"
+    )
+
+
+DEBIT = _ntry("85.00", _tx("85.00", "E2E-9", "Fuel", "DE12500105170648489890"), ref="B2", indicator="DBIT")
+
+
+def test_a_camt053_whose_balances_do_not_add_up_is_refused_naming_the_statement(account, actor):
+    # given opening 1000.00 + 350.00 − 85.00 = 1265.00, but a closing balance of 1266.00
+    data = _camt(_bal("OPBD", "1000.00") + _bal("CLBD", "1266.00") + BATCH + DEBIT)
+
+    with pytest.raises(StatementInvalid) as caught:
+        _import(account, data, actor)
+
+    assert caught.value.detail == (
+        "statement #1 (<Id> S-1): opening balance 1000.00 plus its 4 booked entries (265.00) is 1265.00, "
+        "but the closing balance (CLBD) is 1266.00."
+    )
+    assert (BankEntry.objects.count(), BankStatement.objects.count()) == (0, 0)
+
+
+def test_a_camt053_balance_check_counts_booked_entries_from_the_opening_or_previous_closing(account, actor):
+    # given the previous day's closing balance (a debit) instead of an opening one, a pending entry and
+    # an information-only one, neither of which is in the booked balance
+    pending = _ntry(
+        "99.00", _tx("99.00", "E2E-P", "Later", "DE12500105170648489890"), ref="B3", status="PDNG"
+    )
+    info = _ntry("5.00", _tx("5.00", "E2E-I", "Info", "DE12500105170648489890"), ref="B4", status="INFO")
+    data = _camt(_bal("PRCD", "10.00", "DBIT") + _bal("CLBD", "255.00") + BATCH + DEBIT + pending + info)
+
+    result = _import(account, data, actor)
+
+    # −10.00 + 350.00 − 85.00 = 255.00
+    assert result.entry_count == 5
+    assert BankEntry.objects.filter(status="pending").count() == 1

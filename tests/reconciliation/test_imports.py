@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.actors import Actor
 from reconciliation import services
 from reconciliation.models import BankEntry, BankStatement
-from reconciliation.parsers import StatementInvalid
+from reconciliation.parsers import ParsedEntry, StatementInvalid
 from tests.factories import BankAccountFactory, CsvProfileFactory, TenantFactory
 from tests.reconciliation.camt import camt053
 
@@ -176,3 +178,105 @@ def test_concurrent_imports_of_one_statement_create_each_entry_once():
     assert errors == []
     assert BankEntry.objects.count() == 200
     assert sum(BankStatement.objects.values_list("new_entry_count", flat=True)) == 200
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    booking=st.dates(),
+    value=st.none() | st.dates(),
+    amount=st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False)
+    | st.sampled_from([Decimal("-0.00"), Decimal("1E+2"), Decimal("0.10"), Decimal("100"), Decimal("-5.5")]),
+    iban=_TEXT,
+    reference=_TEXT,
+    remittance=_TEXT,
+)
+def test_a_new_entry_is_keyed_as_the_staging_sql_keys_it(
+    db, booking, value, amount, iban, reference, remittance
+):
+    # given an entry without a bank transaction id (keyed by the fingerprint of its facts)
+    entry = ParsedEntry(
+        booking_date=booking,
+        value_date=value,
+        amount=amount,
+        currency="EUR",
+        counterparty_iban=iban,
+        reference=reference,
+        remittance_text=remittance,
+    )
+    # when the staging table's SQL keys it, as every import did before direct COPY
+    keyed = services._INSERT_SQL.split("), unique_keys AS")[0] + ") SELECT dedup_key FROM keyed"  # noqa: S608 - constant SQL
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS recon_import")
+        cursor.execute(services._STAGE_SQL)
+        cursor.execute(
+            "INSERT INTO recon_import (seq, booking_date, value_date, amount, currency, bank_transaction_id, "
+            "counterparty_iban, reference, remittance_text) VALUES (1, %s, %s, %s, 'EUR', '', %s, %s, %s)",
+            [booking, value, amount, iban, reference, remittance],
+        )
+        cursor.execute(keyed)
+        (sql_key,) = cursor.fetchone()
+        cursor.execute("DROP TABLE recon_import")
+    # then the key the direct COPY gives it is the same: a re-import through either path finds it
+    assert services.first_dedup_key(entry) == sql_key
+
+
+def test_a_statement_read_by_direct_copy_and_by_staging_keys_entries_alike(account, actor):
+    # given a CSV statement without bank ids imported fresh (direct COPY)
+    CsvProfileFactory(bank_account=account)
+    data = (SAMPLES / "csv_sample.csv").read_bytes()
+    first = _import(account, data, actor)
+    keys = set(BankEntry.objects.values_list("dedup_key", flat=True))
+    # when the same file comes again with one more line (a known entry: read through staging)
+    second = _import(account, data + data.splitlines(keepends=True)[-1].replace(b"2026", b"2025"), actor)
+    # then only the new line is added
+    assert (first.new_entry_count, second.new_entry_count) == (first.entry_count, 1)
+    assert keys < set(BankEntry.objects.values_list("dedup_key", flat=True))
+
+
+def _five(**fifth) -> bytes:
+    rows = [{"amount": f"{n}.00", "txid": f"BATCH-{n}"} for n in range(1, 5)]
+    return camt053([*rows, {"amount": "5.00", "txid": "BATCH-5", **fifth}])
+
+
+def test_a_statement_sent_in_several_batches_is_imported_whole_and_once(account, actor, monkeypatch):
+    # given batches of two rows: three COPYs, the first ones sent while the rest is parsed
+    monkeypatch.setattr(services, "_COPY_BATCH_ROWS", 2)
+
+    first = _import(account, _five(), actor)
+    again = _import(account, _five(), actor)
+
+    assert (first.new_entry_count, again.new_entry_count) == (5, 0)
+    assert sorted(BankEntry.objects.values_list("amount", flat=True)) == [Decimal(n) for n in range(1, 6)]
+
+
+def test_a_defect_after_batches_were_sent_imports_nothing(account, actor, monkeypatch):
+    monkeypatch.setattr(services, "_COPY_BATCH_ROWS", 2)
+
+    with pytest.raises(StatementInvalid) as caught:
+        _import(account, _five(amount="5.001"), actor)
+
+    assert "<Ntry> #5" in caught.value.detail
+    assert (BankEntry.objects.count(), BankStatement.objects.count()) == (0, 0)
+
+
+def test_a_bank_id_repeated_in_a_later_batch_is_kept_as_its_own_entry(account, actor, monkeypatch):
+    # given the fifth entry repeating the first one's bank reference (the direct COPY meets its key)
+    monkeypatch.setattr(services, "_COPY_BATCH_ROWS", 2)
+
+    result = _import(account, _five(txid="BATCH-1"), actor)
+
+    # then the file is read through the staging table, which keys the repeat by its occurrence
+    assert result.new_entry_count == 5
+    assert sorted(BankEntry.objects.values_list("dedup_key", flat=True))[:2] == ["id:BATCH-1", "id:BATCH-1:2"]
+
+
+def test_text_with_tabs_newlines_and_backslashes_is_copied_as_written(account, actor):
+    text = "Invoice\tINV-1\\2026\nsecond line\r\nthird \\N"
+
+    _import(account, camt053([{"amount": "9.00", "txid": "ESC-1", "text": text, "name": "A\\B\tC"}]), actor)
+
+    entry = BankEntry.objects.get()
+    assert (entry.remittance_text, entry.counterparty_name) == (text.replace("\r\n", "\n"), "A\\B\tC")

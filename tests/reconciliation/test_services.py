@@ -861,3 +861,37 @@ def test_unmatching_part_of_an_entry_with_a_remainder_leaves_one_discrepancy_for
     # then one open discrepancy holds the 30.00 the entry has unallocated, not 10.00 and 30.00
     open_ones = Reconciliation.objects.filter(bank_entry=entry, status="discrepancy")
     assert [(d.discrepancy_kind, d.difference) for d in open_ones] == [("amount_mismatch", Decimal("30.00"))]
+
+
+def test_a_run_larger_than_a_chunk_matches_every_chunk_and_a_payment_once_across_chunks(books, monkeypatch):
+    from django.db import connection
+
+    # given chunks of two entries, five credits, and a payment named by two credits in different chunks
+    monkeypatch.setattr(services, "MATCH_CHUNK_ENTRIES", 2)
+    invoices = [books.invoice(f"{10 + n}.00") for n in range(4)]
+    for n, invoice in enumerate(invoices):
+        books.payment(f"{10 + n}.00", invoice=invoice, rail=f"pi_chunk_{n}")
+    books.import_camt(
+        [{"amount": f"{10 + n}.00", "ref": f"pi_chunk_{n}", "txid": f"C{n}"} for n in range(4)]
+        + [{"amount": "10.00", "ref": "pi_chunk_0", "txid": "C-again"}]
+    )
+    locks = []
+
+    def count_locks(execute, sql, params, many, context):
+        if "pg_advisory_xact_lock" in sql:
+            locks.append(sql)
+        return execute(sql, params, many, context)
+
+    # when the engine runs
+    with connection.execute_wrapper(count_locks):
+        result = books.run()
+
+    # then each chunk was its own locked step, every invoice is paid once and the second credit
+    # naming the first payment (in the last chunk) is a duplicate
+    assert len(locks) == 4  # three chunks of at most two entries, then the tail
+    assert all(invoice.__class__.objects.get(pk=invoice.pk).status == "paid" for invoice in invoices)
+    assert (result.reconciled, result.discrepancies) == (4, 1)
+    assert (
+        BankEntry.objects.get(bank_transaction_id="C-again").reconciliations.get().discrepancy_kind
+        == "duplicate"
+    )
