@@ -664,10 +664,12 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) taken ON true
 """
-# Entries matched per transaction. Large enough that a chunk's fixed cost (about fifteen statements
-# and three ANALYZEs of its temporary tables, some 30 ms) is a few percent of its work; small enough
-# that a chunk's temporary tables and locked invoices stay a few megabytes and seconds.
-MATCH_CHUNK_ENTRIES = 10_000
+# Entries matched per transaction. Large enough that a chunk's fixed cost (about fifteen statements,
+# three ANALYZEs of its temporary tables and the lookups each statement starts with) is a few percent
+# of its work: 95,000 entries matched in 11.2 s by chunks of 10,000, 10.4 s by 20,000, 10.3 s by
+# 40,000, 12.1 s by 5,000. Small enough that a chunk's temporary tables and locked invoices stay a
+# few megabytes and about two seconds.
+MATCH_CHUNK_ENTRIES = 20_000
 
 # The invoices each entry pays: its payment's invoice, else invoice numbers in the references
 # and remittance text, else (a payment without invoice) the customer's open invoices whose
