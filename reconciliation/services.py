@@ -490,9 +490,10 @@ def _copy_new_entries(
     then takes it all back). Rows are formatted here, not adapted value by value, and sent in
     batches of _COPY_BATCH_ROWS, one COPY each, from a thread: while PostgreSQL writes a batch, runs
     its audit trigger and checks its foreign keys, this thread parses the next one."""
-    prefix = f"{statement.tenant_id}\t{bank_account.pk}\t{statement.pk}\t"
-    suffix = f"\tunmatched\tt\t{{}}\t{now.isoformat()}\n"
-    escape = _COPY_ESCAPES
+    # Rows are built with sentinels for the tab between fields and the end of a row, so a batch is
+    # escaped at once instead of value by value.
+    prefix = f"{statement.tenant_id}{_FIELD}{bank_account.pk}{_FIELD}{statement.pk}{_FIELD}"
+    suffix = f"{_FIELD}unmatched{_FIELD}t{_FIELD}{{}}{_FIELD}{now.isoformat()}{_ROW}"
     count = 0
     with connection.cursor() as cursor:
         # Each batch's foreign keys are checked when its COPY ends, while the next batch is parsed,
@@ -504,41 +505,98 @@ def _copy_new_entries(
         # one thread at a time.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="statement-copy") as sender:
             batch: list[str] = []
+            entries_in_batch: list[parsers.ParsedEntry] = []
             for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
                 value_date = entry.value_date
                 batch.append(
                     prefix
-                    + "\t".join(
+                    + _FIELD.join(
                         (
                             entry.booking_date.isoformat(),
-                            "\\N" if value_date is None else value_date.isoformat(),
+                            _NULL if value_date is None else value_date.isoformat(),
                             _numeric_text(entry.amount),
                             entry.currency,
-                            entry.bank_transaction_id.translate(escape),
-                            entry.counterparty_name.translate(escape),
-                            entry.counterparty_iban.translate(escape),
-                            entry.reference.translate(escape),
-                            entry.remittance_text.translate(escape),
+                            entry.bank_transaction_id,
+                            entry.counterparty_name,
+                            entry.counterparty_iban,
+                            entry.reference,
+                            entry.remittance_text,
                             "pending" if entry.pending else "cleared",
-                            entry.end_to_end_id.translate(escape),
-                            entry.creditor_reference.translate(escape),
+                            entry.end_to_end_id,
+                            entry.creditor_reference,
                             entry.kind,
                         )
                     )
-                    + suffix.format(first_dedup_key(entry).translate(escape))
+                    + suffix.format(first_dedup_key(entry))
                 )
+                entries_in_batch.append(entry)
                 if len(batch) >= _COPY_BATCH_ROWS:
+                    payload = _copy_text(batch, entries_in_batch, prefix, suffix)
                     if sent is not None:
                         sent.result()
-                    sent = sender.submit(_copy_batch, raw, "".join(batch).encode())
-                    batch = []
+                    sent = sender.submit(_copy_batch, raw, payload)
+                    batch, entries_in_batch = [], []
             if sent is not None:
                 sent.result()
             if batch:
-                _copy_batch(raw, "".join(batch).encode())
+                _copy_batch(raw, _copy_text(batch, entries_in_batch, prefix, suffix))
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         _check_account(header, bank_account)
     return count, count
+
+
+# The sentinels rows are built with: control characters no statement text has (XML 1.0 cannot
+# carry them), and PostgreSQL text cannot hold NUL at all. A batch whose values hold one anyway (the
+# counts do not add up) is escaped value by value instead.
+_FIELD, _ROW, _NULL = "\x00", "\x01", "\x02"
+
+
+def _escaped(text: str) -> str:
+    """COPY text of rows built with the sentinels: each value escaped, the sentinels turned into
+    tabs, newlines and NULLs. A chain of replace() passes: each is a C scan of the batch, where a
+    translate() with multi-character replacements looks every character up one by one."""
+    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text.replace(_FIELD, "\t").replace(_ROW, "\n").replace(_NULL, "\\N")
+
+
+# Tab-separated fields per row of _DIRECT_COLUMNS.
+_COPY_FIELDS = _DIRECT_COLUMNS.count(",") + 1
+
+
+def _copy_text(rows: list[str], entries: list, prefix: str, suffix: str) -> bytes:
+    """A batch of rows built with the sentinels as COPY text, escaped at once."""
+    text = "".join(rows)
+    if (
+        text.count(_FIELD) == len(rows) * (_COPY_FIELDS - 1)
+        and text.count(_ROW) == len(rows)
+        and text.count(_NULL) == sum(entry.value_date is None for entry in entries)
+    ):
+        return _escaped(text).encode()
+    escape = _COPY_ESCAPES
+    head = _escaped(prefix)
+    tail = _escaped(suffix)
+    return "".join(
+        head
+        + "\t".join(
+            (
+                entry.booking_date.isoformat(),
+                "\\N" if entry.value_date is None else entry.value_date.isoformat(),
+                _numeric_text(entry.amount),
+                entry.currency,
+                entry.bank_transaction_id.translate(escape),
+                entry.counterparty_name.translate(escape),
+                entry.counterparty_iban.translate(escape),
+                entry.reference.translate(escape),
+                entry.remittance_text.translate(escape),
+                "pending" if entry.pending else "cleared",
+                entry.end_to_end_id.translate(escape),
+                entry.creditor_reference.translate(escape),
+                entry.kind,
+            )
+        )
+        + tail.format(first_dedup_key(entry).translate(escape))
+        for entry in entries
+    ).encode()
 
 
 def _copy_batch(raw_cursor, payload: bytes) -> None:

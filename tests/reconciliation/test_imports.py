@@ -236,6 +236,29 @@ def test_a_statement_read_by_direct_copy_and_by_staging_keys_entries_alike(accou
     assert keys < set(BankEntry.objects.values_list("dedup_key", flat=True))
 
 
+def test_control_characters_in_a_value_are_copied_as_written(account, actor):
+    # given a CSV export whose texts hold control characters (rows are built with such characters
+    # standing for tabs, row ends and NULLs; a value holding one must come through unchanged)
+    CsvProfileFactory(bank_account=account)
+    data = (SAMPLES / "csv_sample.csv").read_bytes()
+    data = data.replace(b"Payment INV-2026-000001", b"Pay\x01ment\x02 INV\t1").replace(
+        b"Eurowings GmbH", b"Euro\x02wings"
+    )
+    # when it is imported (directly by COPY: a new statement)
+    result = _import(account, data, actor)
+    # then each value is stored as it was written, the other entries too
+    assert result.new_entry_count == 3
+    assert (
+        BankEntry.objects.get(bank_transaction_id="COBA20260302001").remittance_text
+        == "Pay\x01ment\x02 INV\t1"
+    )
+    pending = BankEntry.objects.get(bank_transaction_id="")
+    assert (pending.counterparty_name, pending.value_date is not None) == ("Euro\x02wings", True)
+    assert BankEntry.objects.get(bank_transaction_id="COBA20260302002").remittance_text == (
+        "Sammelzahlung INV-2026-000002, INV-2026-000003"
+    )
+
+
 def _five(**fifth) -> bytes:
     rows = [{"amount": f"{n}.00", "txid": f"BATCH-{n}"} for n in range(1, 5)]
     return camt053([*rows, {"amount": "5.00", "txid": "BATCH-5", **fifth}])
