@@ -490,7 +490,7 @@ def _copy_new_entries(
     then takes it all back). Rows are formatted here, not adapted value by value, and sent in
     batches of _COPY_BATCH_ROWS, one COPY each, from a thread: while PostgreSQL writes a batch, runs
     its audit trigger and checks its foreign keys, this thread parses the next one."""
-    # Rows are built with sentinels for the tab between fields and the end of a row, so a batch is
+    # Rows are built with sentinels for the tab between fields, the end of a row and NULL, so a batch is
     # escaped at once instead of value by value.
     prefix = f"{statement.tenant_id}{_FIELD}{bank_account.pk}{_FIELD}{statement.pk}{_FIELD}"
     suffix = f"{_FIELD}unmatched{_FIELD}t{_FIELD}{{}}{_FIELD}{now.isoformat()}{_ROW}"
