@@ -507,24 +507,15 @@ def _copy_new_entries(
             batch: list[str] = []
             entries_in_batch: list[parsers.ParsedEntry] = []
             for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
-                value_date = entry.value_date
+                booking_date, value_date, amount, *texts = _line_values(entry)
                 batch.append(
                     prefix
                     + _FIELD.join(
                         (
-                            entry.booking_date.isoformat(),
+                            booking_date.isoformat(),
                             _NULL if value_date is None else value_date.isoformat(),
-                            _numeric_text(entry.amount),
-                            entry.currency,
-                            entry.bank_transaction_id,
-                            entry.counterparty_name,
-                            entry.counterparty_iban,
-                            entry.reference,
-                            entry.remittance_text,
-                            "pending" if entry.pending else "cleared",
-                            entry.end_to_end_id,
-                            entry.creditor_reference,
-                            entry.kind,
+                            _numeric_text(amount),
+                            *texts,
                         )
                     )
                     + suffix.format(first_dedup_key(entry))
@@ -599,6 +590,27 @@ def _copy_text(rows: list[str], entries: list, prefix: str, suffix: str) -> byte
     ).encode()
 
 
+def _line_values(entry: parsers.ParsedEntry) -> tuple:
+    """What both import paths write of a statement line, in the order of the columns after the
+    bank-account/statement ids (_DIRECT_COLUMNS) and after `seq` (_COPY_COLUMNS): booking date,
+    value date, amount, then the texts."""
+    return (
+        entry.booking_date,
+        entry.value_date,
+        entry.amount,
+        entry.currency,
+        entry.bank_transaction_id,
+        entry.counterparty_name,
+        entry.counterparty_iban,
+        entry.reference,
+        entry.remittance_text,
+        "pending" if entry.pending else "cleared",
+        entry.end_to_end_id,
+        entry.creditor_reference,
+        entry.kind,
+    )
+
+
 def _copy_batch(raw_cursor, payload: bytes) -> None:
     with raw_cursor.copy(f"COPY reconciliation_bankentry ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
         for offset in range(0, len(payload), 1 << 20):
@@ -617,24 +629,7 @@ def _stage_entries(
         cursor.execute(_STAGE_SQL)
         with cursor.copy(f"COPY recon_import ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
             for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
-                copy.write_row(
-                    (
-                        count,
-                        entry.booking_date,
-                        entry.value_date,
-                        entry.amount,
-                        entry.currency,
-                        entry.bank_transaction_id,
-                        entry.counterparty_name,
-                        entry.counterparty_iban,
-                        entry.reference,
-                        entry.remittance_text,
-                        "pending" if entry.pending else "cleared",
-                        entry.end_to_end_id,
-                        entry.creditor_reference,
-                        entry.kind,
-                    )
-                )
+                copy.write_row((count, *_line_values(entry)))
         _check_account(header, bank_account)
         cursor.execute(
             _INSERT_COUNTED_SQL,
