@@ -507,19 +507,7 @@ def _copy_new_entries(
             batch: list[str] = []
             entries_in_batch: list[parsers.ParsedEntry] = []
             for count, entry in _checked(entries, bank_account):  # noqa: B007 - count is used after
-                booking_date, value_date, amount, *texts = _line_values(entry)
-                batch.append(
-                    prefix
-                    + _FIELD.join(
-                        (
-                            booking_date.isoformat(),
-                            _NULL if value_date is None else value_date.isoformat(),
-                            _numeric_text(amount),
-                            *texts,
-                        )
-                    )
-                    + suffix.format(first_dedup_key(entry))
-                )
+                batch.append(prefix + _FIELD.join(_line_texts(entry, _NULL)) + suffix.format(first_dedup_key(entry)))
                 entries_in_batch.append(entry)
                 if len(batch) >= _COPY_BATCH_ROWS:
                     payload = _copy_text(batch, entries_in_batch, prefix, suffix)
@@ -566,28 +554,20 @@ def _copy_text(rows: list[str], entries: list, prefix: str, suffix: str) -> byte
     escape = _COPY_ESCAPES
     head = _escaped(prefix)
     tail = _escaped(suffix)
-    return "".join(
-        head
-        + "\t".join(
-            (
-                entry.booking_date.isoformat(),
-                "\\N" if entry.value_date is None else entry.value_date.isoformat(),
-                _numeric_text(entry.amount),
-                entry.currency,
-                entry.bank_transaction_id.translate(escape),
-                entry.counterparty_name.translate(escape),
-                entry.counterparty_iban.translate(escape),
-                entry.reference.translate(escape),
-                entry.remittance_text.translate(escape),
-                "pending" if entry.pending else "cleared",
-                entry.end_to_end_id.translate(escape),
-                entry.creditor_reference.translate(escape),
-                entry.kind,
-            )
-        )
-        + tail.format(first_dedup_key(entry).translate(escape))
-        for entry in entries
-    ).encode()
+    rows = []
+    for entry in entries:
+        fields = _line_texts(entry, "\\N")
+        # The dates and the amount need no escaping; the texts after them may hold anything.
+        fields = (*fields[:3], *(text.translate(escape) for text in fields[3:]))
+        rows.append(head + "\t".join(fields) + tail.format(first_dedup_key(entry).translate(escape)))
+    return "".join(rows).encode()
+
+
+def _line_texts(entry: parsers.ParsedEntry, null: str) -> tuple[str, ...]:
+    """_line_values() as COPY text before escaping: dates in ISO form, `null` for a missing value
+    date, the amount as PostgreSQL prints it."""
+    booking_date, value_date, amount, *texts = _line_values(entry)
+    return (booking_date.isoformat(), null if value_date is None else value_date.isoformat(), _numeric_text(amount), *texts)
 
 
 def _line_values(entry: parsers.ParsedEntry) -> tuple:
