@@ -473,11 +473,11 @@ def invoices_write_off(*, tenant_id: int, adjustments: Sequence[LineAdjustment])
     `adjustments` (locked and found open by the caller, its adjustments summing to its whole
     balance) is moved to overdue if it is not yet, then written off with its adjustments applied
     (balance 0). Raises WriteOffIncomplete unless every one was written off. Returns how many."""
-    # the two statements below may only make moves the transition table allows
-    assert all(
-        INVOICE_TRANSITIONS.is_allowed(s, InvoiceStatus.OVERDUE) for s in OPEN_STATUSES if s != InvoiceStatus.OVERDUE
-    )
-    assert INVOICE_TRANSITIONS.is_allowed(InvoiceStatus.OVERDUE, InvoiceStatus.WRITTEN_OFF)
+    # The two statements below may only make moves the transition table allows (IllegalTransition if not).
+    for status in OPEN_STATUSES:
+        if status != InvoiceStatus.OVERDUE:
+            INVOICE_TRANSITIONS.check(status, InvoiceStatus.OVERDUE)
+    INVOICE_TRANSITIONS.check(InvoiceStatus.OVERDUE, InvoiceStatus.WRITTEN_OFF)
     rows = [InvoiceAdjustment(tenant_id=tenant_id, **asdict(a)) for a in adjustments]
     if any((row.invoice_item_id is None) == (row.tax_item_id is None) for row in rows):
         raise ValueError("an adjustment names exactly one invoice item or tax item")
